@@ -1,0 +1,23 @@
+# The README's two commands: `make demo` and `make test`.
+.PHONY: setup demo test test-all lint bench
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/simkit demo --out out/demo
+
+test: setup
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check simkit solvers generators tests scripts
+
+bench: setup
+	$(PY) scripts/bench/geometry.py

@@ -1,0 +1,125 @@
+"""Headless previews (matplotlib, Agg): a grid of meshes, a voxel grid.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly, never through
+pyplot, so nothing touches global state or needs a display.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from simkit.io import atomic_write
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from simkit.geometry import Mesh, VoxelGrid
+
+__all__ = ["plot_meshes", "plot_voxels", "save_figure"]
+
+_LIGHT = np.array([0.4, -0.5, 0.77])
+_BASE_RGB = np.array([0.36, 0.55, 0.80])
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 110) -> Path:
+    """Render ``fig`` to PNG and write it to ``path`` atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    with atomic_write(path, "wb") as fh:
+        fh.write(buf.getvalue())
+    return Path(path)
+
+
+def _shade(normals: np.ndarray) -> np.ndarray:
+    light = _LIGHT / np.linalg.norm(_LIGHT)
+    lam = 0.35 + 0.65 * np.clip(normals @ light, 0.0, 1.0)
+    return np.concatenate([lam[:, None] * _BASE_RGB, np.ones((len(lam), 1))], axis=1)
+
+
+def _draw_mesh(ax, mesh: Mesh) -> None:  # noqa: ANN001 - a matplotlib 3D Axes
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    tri = mesh.triangles().detach().cpu().double().numpy()
+    normals = mesh.face_normals().detach().cpu().double().numpy()
+    ax.add_collection3d(Poly3DCollection(tri, facecolors=_shade(normals), edgecolors="none"))
+    lo, hi = tri.reshape(-1, 3).min(0), tri.reshape(-1, 3).max(0)
+    centre, half = 0.5 * (lo + hi), 0.5 * float((hi - lo).max()) or 1.0
+    ax.set_xlim(centre[0] - half, centre[0] + half)
+    ax.set_ylim(centre[1] - half, centre[1] + half)
+    ax.set_zlim(lo[2], lo[2] + 2 * half)
+    ax.set_box_aspect((1, 1, 1))
+    ax.view_init(elev=20, azim=-60)
+    ax.set_axis_off()
+
+
+def plot_meshes(
+    meshes: Sequence[Mesh],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    titles: Sequence[str] | None = None,
+    ncols: int = 4,
+    panel_size: float = 2.6,
+) -> Figure:
+    """Shaded renders of meshes in a grid of panels (z up, ground at the bottom).
+
+    Args:
+        meshes: the meshes, one panel each.
+        path: where to write the PNG (atomically); None to only return the figure.
+        titles: one caption per mesh.
+        ncols: panels per row.
+        panel_size: inches per panel.
+    """
+    from matplotlib.figure import Figure
+
+    if len(meshes) == 0:
+        raise ValueError("plot_meshes needs at least one mesh")
+    if titles is not None and len(titles) != len(meshes):
+        raise ValueError(f"got {len(titles)} titles for {len(meshes)} meshes")
+    ncols = max(1, min(ncols, len(meshes)))
+    nrows = math.ceil(len(meshes) / ncols)
+    fig = Figure(figsize=(panel_size * ncols, panel_size * nrows))
+    for i, mesh in enumerate(meshes):
+        ax = fig.add_subplot(nrows, ncols, i + 1, projection="3d")
+        _draw_mesh(ax, mesh)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_voxels(
+    grid: VoxelGrid,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    titles: Sequence[str] | None = None,
+    ncols: int = 4,
+    panel_size: float = 2.6,
+) -> Figure:
+    """Cube renders of every grid in a :class:`~simkit.geometry.VoxelGrid` batch."""
+    from matplotlib.figure import Figure
+
+    occ = grid.binary().cpu().numpy()
+    if titles is not None and len(titles) != len(occ):
+        raise ValueError(f"got {len(titles)} titles for {len(occ)} grids")
+    ncols = max(1, min(ncols, len(occ)))
+    nrows = math.ceil(len(occ) / ncols)
+    fig = Figure(figsize=(panel_size * ncols, panel_size * nrows))
+    for i, vox in enumerate(occ):
+        ax = fig.add_subplot(nrows, ncols, i + 1, projection="3d")
+        ax.voxels(vox, facecolors=(*_BASE_RGB, 1.0), edgecolors=(0, 0, 0, 0.15), linewidth=0.2)
+        ax.set_box_aspect((1, 1, 1))
+        ax.view_init(elev=20, azim=-60)
+        ax.set_axis_off()
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
