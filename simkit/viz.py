@@ -26,6 +26,13 @@ __all__ = ["plot_meshes", "plot_voxels", "save_figure"]
 
 _LIGHT = np.array([0.4, -0.5, 0.77])
 _BASE_RGB = np.array([0.36, 0.55, 0.80])
+_ELEV, _AZIM = 20.0, -60.0  # degrees, matplotlib's view_init convention
+
+
+def _towards_viewer() -> np.ndarray:
+    """Unit vector from the scene towards the camera for (_ELEV, _AZIM)."""
+    e, a = np.radians(_ELEV), np.radians(_AZIM)
+    return np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 110) -> Path:
@@ -37,25 +44,30 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 110) ->
     return Path(path)
 
 
-def _shade(normals: np.ndarray) -> np.ndarray:
+def _shade(normals: np.ndarray, rgb: np.ndarray = _BASE_RGB) -> np.ndarray:
     light = _LIGHT / np.linalg.norm(_LIGHT)
     lam = 0.35 + 0.65 * np.clip(normals @ light, 0.0, 1.0)
-    return np.concatenate([lam[:, None] * _BASE_RGB, np.ones((len(lam), 1))], axis=1)
+    return np.concatenate([lam[:, None] * rgb, np.ones((len(lam), 1))], axis=1)
 
 
-def _draw_mesh(ax, mesh: Mesh) -> None:  # noqa: ANN001 - a matplotlib 3D Axes
+def _draw_mesh(ax, mesh: Mesh, rgb: np.ndarray = _BASE_RGB) -> None:  # noqa: ANN001 - a matplotlib 3D Axes
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     tri = mesh.triangles().detach().cpu().double().numpy()
     normals = mesh.face_normals().detach().cpu().double().numpy()
-    ax.add_collection3d(Poly3DCollection(tri, facecolors=_shade(normals), edgecolors="none"))
+    # matplotlib sorts polygons by depth only, so hidden faces can paint over visible
+    # ones; culling the faces that point away from the camera removes most artefacts.
+    front = normals @ _towards_viewer() > 0
+    colors = _shade(normals[front], rgb)
+    # Edges in the face colour hide the anti-aliasing seams between triangles.
+    ax.add_collection3d(Poly3DCollection(tri[front], facecolors=colors, edgecolors=colors, linewidths=0.3))
     lo, hi = tri.reshape(-1, 3).min(0), tri.reshape(-1, 3).max(0)
     centre, half = 0.5 * (lo + hi), 0.5 * float((hi - lo).max()) or 1.0
     ax.set_xlim(centre[0] - half, centre[0] + half)
     ax.set_ylim(centre[1] - half, centre[1] + half)
     ax.set_zlim(lo[2], lo[2] + 2 * half)
     ax.set_box_aspect((1, 1, 1))
-    ax.view_init(elev=20, azim=-60)
+    ax.view_init(elev=_ELEV, azim=_AZIM)
     ax.set_axis_off()
 
 
@@ -64,6 +76,7 @@ def plot_meshes(
     path: str | os.PathLike[str] | None = None,
     *,
     titles: Sequence[str] | None = None,
+    colors: Sequence[tuple[float, float, float]] | None = None,
     ncols: int = 4,
     panel_size: float = 2.6,
 ) -> Figure:
@@ -73,6 +86,7 @@ def plot_meshes(
         meshes: the meshes, one panel each.
         path: where to write the PNG (atomically); None to only return the figure.
         titles: one caption per mesh.
+        colors: one RGB colour (floats in [0, 1]) per mesh; default a uniform blue.
         ncols: panels per row.
         panel_size: inches per panel.
     """
@@ -82,12 +96,14 @@ def plot_meshes(
         raise ValueError("plot_meshes needs at least one mesh")
     if titles is not None and len(titles) != len(meshes):
         raise ValueError(f"got {len(titles)} titles for {len(meshes)} meshes")
+    if colors is not None and len(colors) != len(meshes):
+        raise ValueError(f"got {len(colors)} colours for {len(meshes)} meshes")
     ncols = max(1, min(ncols, len(meshes)))
     nrows = math.ceil(len(meshes) / ncols)
     fig = Figure(figsize=(panel_size * ncols, panel_size * nrows))
     for i, mesh in enumerate(meshes):
         ax = fig.add_subplot(nrows, ncols, i + 1, projection="3d")
-        _draw_mesh(ax, mesh)
+        _draw_mesh(ax, mesh, _BASE_RGB if colors is None else np.asarray(colors[i], dtype=float))
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
     if path is not None:
@@ -116,7 +132,7 @@ def plot_voxels(
         ax = fig.add_subplot(nrows, ncols, i + 1, projection="3d")
         ax.voxels(vox, facecolors=(*_BASE_RGB, 1.0), edgecolors=(0, 0, 0, 0.15), linewidth=0.2)
         ax.set_box_aspect((1, 1, 1))
-        ax.view_init(elev=20, azim=-60)
+        ax.view_init(elev=_ELEV, azim=_AZIM)
         ax.set_axis_off()
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
