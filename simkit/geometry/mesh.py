@@ -8,6 +8,7 @@ the vertices. File formats and conversions go through trimesh and open3d at the 
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,14 @@ MESH_SUFFIXES: tuple[str, ...] = (".obj", ".ply", ".stl", ".off", ".glb")
 
 # Second moment of the canonical tetrahedron (0, e1, e2, e3): int x x^T dV = (I + 11^T) / 120.
 _TET_SECOND_MOMENT_DENOM = 120.0
+
+
+def _check_density(density: object) -> None:
+    """Raise ValueError unless ``density`` is a positive finite real number (not a bool)."""
+    if isinstance(density, bool) or not isinstance(density, (int, float, np.integer, np.floating)):
+        raise ValueError(f"density must be a positive finite number, got {density!r}")
+    if not (np.isfinite(density) and density > 0):
+        raise ValueError(f"density must be a positive finite number, got {density!r}")
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,11 @@ class Mesh:
     ) -> Mesh:
         """Build from array-likes (numpy, lists) of shapes (V, 3) and (F, 3)."""
         v = torch.as_tensor(np.ascontiguousarray(vertices), dtype=dtype, device=device)
-        f = torch.as_tensor(np.ascontiguousarray(faces, dtype=np.int64), device=device)
+        f_arr = np.asarray(faces)
+        if f_arr.size and not np.issubdtype(f_arr.dtype, np.integer):
+            if not (np.all(np.isfinite(f_arr)) and np.all(f_arr == np.round(f_arr))):
+                raise ValueError("faces must hold integer vertex indices; got non-integer values")
+        f = torch.as_tensor(np.ascontiguousarray(f_arr, dtype=np.int64), device=device)
         return cls(v, f)
 
     @classmethod
@@ -181,6 +194,10 @@ class Mesh:
         loaded = trimesh.load(path, process=False, force="mesh")
         if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
             raise ValueError(f"{str(path)!r} contains no triangles")
+        if suffix == ".stl":
+            # STL stores three separate corners per triangle; join the ones that coincide
+            # so a closed surface is watertight again.
+            loaded.merge_vertices(merge_tex=True, merge_norm=True)
         return cls.from_trimesh(loaded, dtype=dtype, device=device)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -248,37 +265,39 @@ class Mesh:
 
     # ------------------------------------------------------------------ topology
 
-    def _edge_counts(self) -> tuple[Tensor, Tensor]:
-        """Counts of each undirected edge and of each directed edge."""
+    @functools.cached_property
+    def _edge_defects(self) -> tuple[int, int]:
+        """(undirected edges not shared by exactly two faces, directed edges that repeat).
+
+        Sort-based, computed once per mesh (meshes are immutable).
+        """
         directed = self.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-        undirected = directed.sort(dim=1).values
         n = self.num_vertices
-        _, und_counts = torch.unique(undirected[:, 0] * n + undirected[:, 1], return_counts=True)
-        _, dir_counts = torch.unique(directed[:, 0] * n + directed[:, 1], return_counts=True)
-        return und_counts, dir_counts
+        und = directed.sort(dim=1).values
+        ukeys = (und[:, 0] * n + und[:, 1]).sort().values
+        _, counts = torch.unique_consecutive(ukeys, return_counts=True)
+        dkeys = (directed[:, 0] * n + directed[:, 1]).sort().values
+        repeated = int((dkeys[1:] == dkeys[:-1]).sum())
+        return int((counts != 2).sum()), repeated
 
     @property
     def is_watertight(self) -> bool:
         """Every edge is shared by exactly two faces (trimesh's definition)."""
-        und, _ = self._edge_counts()
-        return bool((und == 2).all())
+        return self._edge_defects[0] == 0
 
     @property
     def is_winding_consistent(self) -> bool:
         """No directed edge occurs twice: neighbouring faces agree on orientation."""
-        _, directed = self._edge_counts()
-        return bool((directed == 1).all())
+        return self._edge_defects[1] == 0
 
     def _require_closed(self, what: str) -> None:
-        und, directed = self._edge_counts()
-        open_edges = int((und != 2).sum())
+        open_edges, flipped = self._edge_defects
         if open_edges:
             raise ValueError(
                 f"{what} needs a watertight mesh, but {open_edges} edge(s) are not shared by exactly "
                 "two faces (holes or non-manifold edges); repair it first, e.g. by voxelizing "
                 "(VoxelGrid.from_mesh(...).to_mesh())"
             )
-        flipped = int((directed != 1).sum())
         if flipped:
             raise ValueError(
                 f"{what} needs consistently wound faces, but {flipped} directed edge(s) repeat; "
@@ -301,9 +320,12 @@ class Mesh:
         det = (a * torch.linalg.cross(b, c, dim=-1)).sum(dim=-1)  # (F,) = 6 * signed volume
         volume = det.sum() / 6.0
         first = (det[:, None] * (a + b + c)).sum(dim=0) / 24.0  # int x dV
+        # int x x^T dV = sum_f det_f (sum_k v_k v_k^T + s s^T) / 120 with s = a + b + c,
+        # written as two weighted Gram matrices.
         s = a + b + c
-        outer = torch.einsum("fki,fkj->fij", tri, tri) + torch.einsum("fi,fj->fij", s, s)
-        second = (det[:, None, None] * outer).sum(dim=0) / _TET_SECOND_MOMENT_DENOM  # int x x^T dV
+        pts = tri.reshape(-1, 3)
+        w = det.repeat_interleave(3)
+        second = ((pts * w[:, None]).T @ pts + (s * det[:, None]).T @ s) / _TET_SECOND_MOMENT_DENOM
         return volume, first, second, ref
 
     def mass_properties(self, density: float = 1.0) -> MassProperties:
@@ -319,13 +341,12 @@ class Mesh:
             ValueError: the mesh is not watertight or not consistently wound, the
                 faces point inward (negative volume), or density is not positive.
         """
-        if not (isinstance(density, (int, float)) and np.isfinite(density) and density > 0):
-            raise ValueError(f"density must be a positive finite number, got {density!r}")
+        _check_density(density)
         self._require_closed("mass properties")
         volume, first, second, ref = self._moments()
-        if not float(volume) > 0:
+        if not float(volume.detach()) > 0:
             raise ValueError(
-                f"signed volume is {float(volume):.3g} <= 0: the faces are wound inward "
+                f"signed volume is {float(volume.detach()):.3g} <= 0: the faces are wound inward "
                 "(use Mesh.inverted()) or the mesh is degenerate"
             )
         com_rel = first / volume

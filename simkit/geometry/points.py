@@ -18,6 +18,10 @@ __all__ = ["PointCloud", "chamfer_distance", "farthest_point_sampling"]
 def _as_batch(points: Tensor, name: str) -> tuple[Tensor, bool]:
     if not isinstance(points, Tensor):
         raise TypeError(f"{name} must be a torch tensor, got {type(points).__name__}")
+    if not points.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {points.dtype}")
+    if not bool(torch.isfinite(points).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
     if points.ndim == 2 and points.shape[-1] == 3:
         return points[None], True
     if points.ndim == 3 and points.shape[-1] == 3:

@@ -10,6 +10,13 @@ from torch import Tensor
 __all__ = ["axis_angle_to_matrix", "quaternion_to_matrix", "random_rotations", "rigid_transform"]
 
 
+def _check_float(x: Tensor, name: str) -> None:
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
 def quaternion_to_matrix(q: Tensor) -> Tensor:
     """Rotation matrices from quaternions.
 
@@ -19,6 +26,7 @@ def quaternion_to_matrix(q: Tensor) -> Tensor:
     Returns:
         (..., 3, 3) rotation matrices.
     """
+    _check_float(q, "quaternion")
     if q.shape[-1] != 4:
         raise ValueError(f"quaternions must have a trailing dimension of 4, got {tuple(q.shape)}")
     norm = q.norm(dim=-1, keepdim=True)
@@ -65,6 +73,7 @@ def axis_angle_to_matrix(axis: Tensor, angle: Tensor | float) -> Tensor:
         (..., 3, 3) rotation matrices.
     """
     axis = torch.as_tensor(axis)
+    _check_float(axis, "axis")
     if axis.shape[-1] != 3:
         raise ValueError(f"axis must have a trailing dimension of 3, got {tuple(axis.shape)}")
     norm = axis.norm(dim=-1, keepdim=True)
@@ -72,6 +81,7 @@ def axis_angle_to_matrix(axis: Tensor, angle: Tensor | float) -> Tensor:
         raise ValueError("rotation axis must be non-zero")
     k = axis / norm
     angle = torch.as_tensor(angle, dtype=k.dtype, device=k.device)
+    _check_float(angle, "angle")
     batch = torch.broadcast_shapes(k.shape[:-1], angle.shape)
     k = k.expand(*batch, 3)
     angle = angle.expand(batch)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from simkit.geometry.mesh import MassProperties, Mesh
+from simkit.geometry.mesh import MassProperties, Mesh, _check_density
 
 __all__ = ["VoxelGrid"]
 
@@ -113,8 +113,10 @@ class VoxelGrid:
             origin = origin.expand(occ.shape[0], 3)
         if origin.shape != (occ.shape[0], 3):
             raise ValueError(f"origin must have shape (3,) or ({occ.shape[0]}, 3), got {tuple(origin.shape)}")
-        pitch = torch.as_tensor(self.pitch, device=occ.device)
-        pitch = pitch.to(origin.dtype)
+        pitch = self.pitch
+        if isinstance(pitch, Tensor) and not pitch.is_floating_point():
+            pitch = pitch.to(origin.dtype)
+        pitch = torch.as_tensor(pitch, dtype=origin.dtype, device=occ.device)
         if pitch.ndim == 0:
             pitch = pitch.expand(occ.shape[0])
         if pitch.shape != (occ.shape[0],):
@@ -175,10 +177,13 @@ class VoxelGrid:
             pitches = side / resolution
             origins = 0.5 * (b[:, 0] + b[:, 1]) - 0.5 * side[:, None]
         else:
-            origins = torch.as_tensor(origin, dtype=torch.float64, device=device).expand(len(meshes), 3)
+            origin_t = torch.as_tensor(origin, dtype=torch.float64, device=device)
+            if origin_t.shape != (3,) or not bool(torch.isfinite(origin_t).all()):
+                raise ValueError(f"origin must be 3 finite numbers (metres), got {origin!r}")
+            if not (isinstance(pitch, (int, float)) and np.isfinite(pitch) and pitch > 0):
+                raise ValueError(f"pitch must be a positive finite number of metres, got {pitch!r}")
+            origins = origin_t.expand(len(meshes), 3)
             pitches = torch.full((len(meshes),), float(pitch), dtype=torch.float64, device=device)
-            if not float(pitch) > 0:
-                raise ValueError(f"pitch must be > 0, got {pitch!r}")
         tris = torch.cat(
             [((m.triangles().detach().to(device, torch.float64) - origins[n]) / pitches[n]) for n, m in enumerate(meshes)]
         )
@@ -238,8 +243,7 @@ class VoxelGrid:
         Raises:
             ValueError: a grid is empty, or density is not positive.
         """
-        if not (isinstance(density, (int, float)) and np.isfinite(density) and density > 0):
-            raise ValueError(f"density must be a positive finite number, got {density!r}")
+        _check_density(density)
         occ = self.binary()
         w = occ.to(torch.float64).flatten(1)  # (B, N)
         count = w.sum(dim=1)
@@ -322,14 +326,14 @@ class VoxelGrid:
         for b in range(len(vol)):
             if not (vol[b] > level).any():
                 raise ValueError(f"voxel grid {b} is empty: no surface at level {level}")
-            padded = np.pad(vol[b], 1)
+            padded = np.pad(vol[b], 1)  # index i of padded is voxel i - 1, centre at i - 0.5
             verts, faces, _, _ = marching_cubes(padded, level=level + _MC_TIE_BREAK, allow_degenerate=False)
             # skimage orders faces clockwise seen from outside for a solid above the
             # level; reverse them so normals point outward.
             faces = faces[:, ::-1]
             org = self.origin[b].detach().cpu().double().numpy()
             h = float(self.pitch[b])
-            world = org + h * (verts - 1.0 + 0.5)  # padded index -> voxel-centre coordinates
+            world = org + h * (verts.astype(np.float64) - 0.5)  # padded index -> voxel-centre coordinates
             meshes.append(Mesh.from_arrays(world, faces, dtype=self.origin.dtype, device=self.device))
         return meshes
 

@@ -1,0 +1,165 @@
+"""Tests for simkit.geometry.metrics: MMD, COV and 1-NNA against hand-computed values
+and against a brute-force evaluation on point clouds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from simkit.geometry import (
+    SetMetrics,
+    chamfer_distance,
+    coverage,
+    minimum_matching_distance,
+    one_nn_accuracy,
+    pairwise_chamfer,
+    set_metrics,
+)
+
+F64 = torch.float64
+
+
+def _t(x) -> torch.Tensor:
+    return torch.tensor(x, dtype=F64)
+
+
+# Samples S = {s0, s1, s2}, references R = {r0, r1, r2, r3}.
+D_SR = _t(
+    [
+        [0.5, 2.0, 3.0, 9.0],
+        [0.1, 4.0, 1.0, 8.0],
+        [7.0, 0.3, 6.0, 5.0],
+    ]
+)
+
+
+def test_mmd_hand_computed() -> None:
+    # Column minima: r0 -> 0.1, r1 -> 0.3, r2 -> 1.0, r3 -> 5.0; mean = 6.4 / 4.
+    assert float(minimum_matching_distance(D_SR)) == pytest.approx(6.4 / 4)
+    assert float(minimum_matching_distance(D_SR[:1])) == pytest.approx((0.5 + 2 + 3 + 9) / 4)
+
+
+def test_cov_hand_computed() -> None:
+    # Row argmins: s0 -> r0, s1 -> r0, s2 -> r1: {r0, r1} covered out of 4.
+    cov = coverage(D_SR)
+    assert float(cov) == pytest.approx(0.5)
+    assert cov.dtype == F64
+    # Mode collapse: every sample nearest the same reference covers 1 / |R|.
+    assert float(coverage(_t([[0.0, 1.0, 2.0]] * 5))) == pytest.approx(1 / 3)
+    # One sample per reference, each matched: full coverage.
+    assert float(coverage(_t([[0.0, 1.0], [1.0, 0.0]]))) == 1.0
+
+
+def test_one_nna_hand_computed() -> None:
+    # S = {s0, s1}, R = {r0, r1}. Leave-one-out nearest neighbours in S u R:
+    #   s0: d(s0,s1)=1, d(s0,r0)=3, d(s0,r1)=4 -> s1 (same set: correct)
+    #   s1: d(s1,s0)=1, d(s1,r0)=0.5, d(s1,r1)=5 -> r0 (wrong)
+    #   r0: d(r0,r1)=2, d(r0,s0)=3, d(r0,s1)=0.5 -> s1 (wrong)
+    #   r1: d(r1,r0)=2, d(r1,s0)=4, d(r1,s1)=5 -> r0 (correct)
+    d_ss = _t([[0.0, 1.0], [1.0, 0.0]])
+    d_rr = _t([[0.0, 2.0], [2.0, 0.0]])
+    d_sr = _t([[3.0, 4.0], [0.5, 5.0]])
+    # (Were the zero diagonal not left out, every point would be its own neighbour: 1.0.)
+    assert float(one_nn_accuracy(d_ss, d_rr, d_sr)) == pytest.approx(0.5)
+    # Both sets far apart: every neighbour is in the same set.
+    d_sr_far = _t([[10.0, 10.0], [10.0, 10.0]])
+    assert float(one_nn_accuracy(d_ss, d_rr, d_sr_far)) == 1.0
+    # Everything nearest to the other set: 0.
+    d_ss_far = _t([[0.0, 9.0], [9.0, 0.0]])
+    d_rr_far = _t([[0.0, 9.0], [9.0, 0.0]])
+    assert float(one_nn_accuracy(d_ss_far, d_rr_far, _t([[1.0, 2.0], [2.0, 1.0]]))) == 0.0
+
+
+def test_one_nna_unequal_sets() -> None:
+    # Three samples and one reference; samples are close together, the reference is near s2.
+    d_ss = _t([[0, 1, 1], [1, 0, 1], [1, 1, 0]])
+    d_rr = _t([[0.0]])
+    d_sr = _t([[5.0], [5.0], [0.5]])
+    # s0 -> s1/s2 (correct), s1 -> s0 (correct), s2 -> r0 (wrong), r0 -> s2 (wrong): 2 / 4.
+    assert float(one_nn_accuracy(d_ss, d_rr, d_sr)) == pytest.approx(0.5)
+
+
+def test_metric_input_validation() -> None:
+    with pytest.raises(ValueError):
+        minimum_matching_distance(torch.zeros(0, 3))
+    with pytest.raises(ValueError):
+        coverage(torch.zeros(3))
+    with pytest.raises(ValueError, match="inconsistent"):
+        one_nn_accuracy(torch.zeros(2, 2), torch.zeros(3, 3), torch.zeros(2, 2))
+    with pytest.raises(ValueError):
+        pairwise_chamfer(torch.zeros(2, 5, 2), torch.zeros(2, 5, 3))
+    with pytest.raises(ValueError):
+        pairwise_chamfer(torch.zeros(5, 3), torch.zeros(2, 5, 3))
+
+
+# --------------------------------------------------------------------------------------
+# On point clouds
+# --------------------------------------------------------------------------------------
+
+
+def _clouds(seed: int, n: int, p: int = 16, shift: float = 0.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, p, 3, generator=g, dtype=F64) + shift
+
+
+def _chamfer_numpy(a: np.ndarray, b: np.ndarray) -> float:
+    d = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    return float(d.min(1).mean() + d.min(0).mean())
+
+
+def test_pairwise_chamfer_matches_loops() -> None:
+    a, b = _clouds(0, 4, p=10), _clouds(1, 3, p=7)
+    d = pairwise_chamfer(a, b)
+    assert d.shape == (4, 3)
+    for i in range(4):
+        for j in range(3):
+            assert float(d[i, j]) == pytest.approx(
+                _chamfer_numpy(a[i].numpy(), b[j].numpy()), rel=1e-12
+            )
+            assert float(d[i, j]) == pytest.approx(float(chamfer_distance(a[i], b[j])), rel=1e-12)
+
+
+def test_set_metrics_against_brute_force() -> None:
+    s, r = _clouds(2, 5), _clouds(3, 6, shift=0.2)
+    m = set_metrics(s, r)
+    assert isinstance(m, SetMetrics)
+    ns, nr = len(s), len(r)
+    d_sr = np.array(
+        [[_chamfer_numpy(s[i].numpy(), r[j].numpy()) for j in range(nr)] for i in range(ns)]
+    )
+    pts = [c.numpy() for c in s] + [c.numpy() for c in r]
+    labels = [1] * ns + [0] * nr
+    full = np.array([[_chamfer_numpy(x, y) for y in pts] for x in pts])
+    np.fill_diagonal(full, np.inf)
+    nna = np.mean([labels[int(np.argmin(full[i]))] == labels[i] for i in range(ns + nr)])
+    assert m.mmd == pytest.approx(d_sr.min(0).mean(), rel=1e-12)
+    assert m.cov == pytest.approx(len(set(d_sr.argmin(1).tolist())) / nr)
+    assert m.one_nna == pytest.approx(nna)
+
+
+def test_identical_sets() -> None:
+    s = _clouds(4, 6)
+    m = set_metrics(s, s.clone())
+    assert m.mmd == 0.0
+    assert m.cov == 1.0
+    # Each cloud's leave-one-out neighbour is its twin in the other set: always wrong.
+    assert m.one_nna == 0.0
+
+
+def test_well_separated_sets() -> None:
+    s, r = 0.1 * _clouds(5, 6), 0.1 * _clouds(6, 7) + 50.0
+    m = set_metrics(s, r)
+    assert m.one_nna == 1.0
+    # MMD = mean over references of the distance to the nearest sample: about the
+    # squared shift 3 * 50^2 in each direction.
+    assert m.mmd == pytest.approx(2 * 3 * 50.0**2, rel=0.01)
+    assert 0 < m.cov <= 1.0
+
+
+def test_set_metrics_validation() -> None:
+    s = _clouds(0, 3)
+    with pytest.raises(ValueError):
+        set_metrics(s[:0], s)
+    with pytest.raises(ValueError):
+        set_metrics(s, s[:0])
