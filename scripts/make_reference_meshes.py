@@ -17,7 +17,9 @@ from simkit.io import write_json
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", default="assets/meshes")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -28,11 +30,17 @@ def main() -> None:
         suffix = {"table": ".glb", "mug": ".ply"}.get(family, ".obj")
         path = s.mesh.save(out / f"{family}{suffix}")
         tm = s.mesh.to_trimesh()
-        records.append({
-            "file": path.name, "family": family, "seed": s.seed, "params": s.params,
-            "trimesh_volume": float(tm.volume), "trimesh_center_of_mass": tm.center_mass.tolist(),
-            "trimesh_inertia": tm.moment_inertia.tolist(),
-        })
+        records.append(
+            {
+                "file": path.name,
+                "family": family,
+                "seed": s.seed,
+                "params": s.params,
+                "trimesh_volume": float(tm.volume),
+                "trimesh_center_of_mass": tm.center_mass.tolist(),
+                "trimesh_inertia": tm.moment_inertia.tolist(),
+            }
+        )
         print(f"wrote {path}")
     write_json(out / "reference.json", {"seed": args.seed, "density": 1.0, "meshes": records})
 

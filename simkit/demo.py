@@ -76,8 +76,12 @@ class DemoResult:
     records: list[DemoRecord] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"out": self.out, "report": self.report, "preview": self.preview,
-                "records": [asdict(r) for r in self.records]}
+        return {
+            "out": self.out,
+            "report": self.report,
+            "preview": self.preview,
+            "records": [asdict(r) for r in self.records],
+        }
 
 
 def run_demo(config: DemoConfig) -> DemoResult:
@@ -111,7 +115,9 @@ def run_demo(config: DemoConfig) -> DemoResult:
             for i, s in enumerate(shapes.sample(family, config.n_per_family, seed=config.seed)):
                 mesh = s.mesh.to(device)
                 name = f"{family}_{i}"
-                files = [str(mesh.save(out / "meshes" / f"{name}{ext}")) for ext in (".obj", ".glb")]
+                files = [
+                    str(mesh.save(out / "meshes" / f"{name}{ext}")) for ext in (".obj", ".glb")
+                ]
                 mp = mesh.mass_properties(config.density)
                 moments, _ = mp.principal_inertia()
                 margin = float(support_margin(mesh))
@@ -134,7 +140,9 @@ def run_demo(config: DemoConfig) -> DemoResult:
                     )
                 )
                 meshes.append(mesh)
-                titles.append(f"{name}: {'stands' if margin > 0 else 'tips'} ({100 * margin:+.1f} cm)")
+                titles.append(
+                    f"{name}: {'stands' if margin > 0 else 'tips'} ({100 * margin:+.1f} cm)"
+                )
                 colors.append(_STANDS_RGB if margin > 0 else _TIPS_RGB)
                 bar.update()
     preview = out / "preview.png"

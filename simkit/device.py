@@ -22,10 +22,16 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     try:
         device = torch.device(spec)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {spec!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+        raise ValueError(
+            f"unknown device {spec!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {spec!r} requested but CUDA is not available on this machine")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+    if (
+        device.type == "cuda"
+        and device.index is not None
+        and device.index >= torch.cuda.device_count()
+    ):
         raise ValueError(
             f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
         )

@@ -60,7 +60,9 @@ def _draw_mesh(ax, mesh: Mesh, rgb: np.ndarray = _BASE_RGB) -> None:  # noqa: AN
     front = normals @ _towards_viewer() > 0
     colors = _shade(normals[front], rgb)
     # Edges in the face colour hide the anti-aliasing seams between triangles.
-    ax.add_collection3d(Poly3DCollection(tri[front], facecolors=colors, edgecolors=colors, linewidths=0.3))
+    ax.add_collection3d(
+        Poly3DCollection(tri[front], facecolors=colors, edgecolors=colors, linewidths=0.3)
+    )
     lo, hi = tri.reshape(-1, 3).min(0), tri.reshape(-1, 3).max(0)
     centre, half = 0.5 * (lo + hi), 0.5 * float((hi - lo).max()) or 1.0
     ax.set_xlim(centre[0] - half, centre[0] + half)

@@ -28,10 +28,16 @@ def _imported_top_levels(package: str) -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     ("package", "forbidden"),
-    [("simkit", {"solvers", "generators"}), ("solvers", {"generators"}), ("generators", {"solvers"})],
+    [
+        ("simkit", {"solvers", "generators"}),
+        ("solvers", {"generators"}),
+        ("generators", {"solvers"}),
+    ],
 )
 def test_no_upward_imports(package, forbidden):
-    offenders = sorted(f"{where} imports {mod}" for mod, where in _imported_top_levels(package) if mod in forbidden)
+    offenders = sorted(
+        f"{where} imports {mod}" for mod, where in _imported_top_levels(package) if mod in forbidden
+    )
     # The CLI is the one place that wires all three packages together.
     offenders = [o for o in offenders if not o.startswith("simkit/cli/")]
     assert offenders == []
@@ -39,5 +45,7 @@ def test_no_upward_imports(package, forbidden):
 
 def test_packages_import_and_simkit_is_light():
     code = "import simkit, solvers, generators, sys; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "False"

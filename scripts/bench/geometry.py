@@ -33,9 +33,13 @@ def build_batch(seed: int) -> list[trimesh.Trimesh]:
     from simkit import shapes
 
     rng = np.random.default_rng(seed)
-    batch = [s.mesh.to_trimesh() for fam in shapes.FAMILIES for s in shapes.sample(fam, 4, seed=seed)]
+    batch = [
+        s.mesh.to_trimesh() for fam in shapes.FAMILIES for s in shapes.sample(fam, 4, seed=seed)
+    ]
     batch += [trimesh.creation.icosphere(subdivisions=3, radius=0.3) for _ in range(6)]
-    batch += [trimesh.creation.torus(0.4, 0.1, major_sections=48, minor_sections=24) for _ in range(6)]
+    batch += [
+        trimesh.creation.torus(0.4, 0.1, major_sections=48, minor_sections=24) for _ in range(6)
+    ]
     batch += [trimesh.convex.convex_hull(rng.normal(size=(300, 3))) for _ in range(12)]
     return batch
 
@@ -50,7 +54,9 @@ def best_of(fn, repeats: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -70,7 +76,12 @@ def main() -> None:
         rel.append(np.abs(mp.inertia.numpy() - ref["inertia"]).max() / np.abs(ref["inertia"]).max())
     grid = VoxelGrid.from_mesh(meshes, res)
     centres = grid.centers().reshape(len(meshes), -1, 3).numpy()
-    mismatch = sum(int((t.contains(c) != o).sum()) for t, c, o in zip(tms, centres, grid.occupancy.reshape(len(meshes), -1).numpy(), strict=True))
+    mismatch = sum(
+        int((t.contains(c) != o).sum())
+        for t, c, o in zip(
+            tms, centres, grid.occupancy.reshape(len(meshes), -1).numpy(), strict=True
+        )
+    )
 
     # --- timings (best of N)
     def simkit_mass() -> None:
@@ -96,22 +107,53 @@ def main() -> None:
             t.contains(c)
 
     rows = [
-        ("mass properties", best_of(simkit_mass, args.repeats), "trimesh mass_properties", best_of(trimesh_mass, args.repeats)),
-        (f"voxelize {res}^3 (solid)", best_of(simkit_vox, args.repeats), "trimesh voxelized().fill()", best_of(trimesh_fill, max(1, args.repeats // 2))),
-        (f"voxelize {res}^3 (solid)", best_of(simkit_vox, args.repeats), "trimesh contains(centres)", best_of(trimesh_contains, max(1, args.repeats // 2))),
+        (
+            "mass properties",
+            best_of(simkit_mass, args.repeats),
+            "trimesh mass_properties",
+            best_of(trimesh_mass, args.repeats),
+        ),
+        (
+            f"voxelize {res}^3 (solid)",
+            best_of(simkit_vox, args.repeats),
+            "trimesh voxelized().fill()",
+            best_of(trimesh_fill, max(1, args.repeats // 2)),
+        ),
+        (
+            f"voxelize {res}^3 (solid)",
+            best_of(simkit_vox, args.repeats),
+            "trimesh contains(centres)",
+            best_of(trimesh_contains, max(1, args.repeats // 2)),
+        ),
     ]
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     print(f"batch: {len(tms)} closed meshes, {faces} faces; machine: {machine}")
-    print(f"agreement: max relative error of volume/inertia vs trimesh {max(rel):.2e}; "
-          f"voxel centres disagreeing with trimesh.contains: {mismatch} of {centres.size // 3}")
+    print(
+        f"agreement: max relative error of volume/inertia vs trimesh {max(rel):.2e}; "
+        f"voxel centres disagreeing with trimesh.contains: {mismatch} of {centres.size // 3}"
+    )
     print(f"{'task':<26}{'simkit s':>10}  {'peer':<28}{'peer s':>10}{'speed-up':>10}")
     results = []
     for task, ours, peer, theirs in rows:
         print(f"{task:<26}{ours:>10.4f}  {peer:<28}{theirs:>10.4f}{theirs / ours:>9.1f}x")
-        results.append({"task": task, "simkit_s": ours, "peer": peer, "peer_s": theirs, "speedup": theirs / ours})
+        results.append(
+            {
+                "task": task,
+                "simkit_s": ours,
+                "peer": peer,
+                "peer_s": theirs,
+                "speedup": theirs / ours,
+            }
+        )
     out = {
-        "date": date.today().isoformat(), "machine": machine, "meshes": len(tms), "faces": faces,
-        "resolution": res, "max_rel_error_vs_trimesh": max(rel), "voxel_mismatch": mismatch, "results": results,
+        "date": date.today().isoformat(),
+        "machine": machine,
+        "meshes": len(tms),
+        "faces": faces,
+        "resolution": res,
+        "max_rel_error_vs_trimesh": max(rel),
+        "voxel_mismatch": mismatch,
+        "results": results,
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

@@ -22,7 +22,9 @@ def seed_option(fn: F) -> F:
 
 
 def json_option(fn: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON result on stdout.")(fn)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print a machine-readable JSON result on stdout."
+    )(fn)
 
 
 def emit_json(obj: Any) -> None:

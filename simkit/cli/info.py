@@ -31,7 +31,9 @@ def collect_info() -> dict:
         "packages": versions,
         "cuda_available": cuda,
         "cuda_version": torch.version.cuda,
-        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if cuda
+        else [],
         "default_device": "cuda" if cuda else "cpu",
         "torch_threads": torch.get_num_threads(),
     }
@@ -49,5 +51,7 @@ def info(as_json: bool) -> None:
     for name, version in data["packages"].items():
         click.echo(f"{name:<15}{version or 'not installed'}")
     gpus = ", ".join(data["gpus"]) or "none"
-    click.echo(f"device   default {data['default_device']}; CUDA {data['cuda_version'] or '-'}; GPUs: {gpus}")
+    click.echo(
+        f"device   default {data['default_device']}; CUDA {data['cuda_version'] or '-'}; GPUs: {gpus}"
+    )
     click.echo(f"threads  {data['torch_threads']}")

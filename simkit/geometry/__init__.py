@@ -4,7 +4,7 @@ Everything is torch, on any device; trimesh, open3d and scikit-image are used at
 edges (files, normals, marching cubes).
 """
 
-from simkit.geometry.mesh import MESH_SUFFIXES, MassProperties, Mesh
+from simkit.geometry.mesh import MESH_SUFFIXES, MassProperties, Mesh, batch_mass_properties
 from simkit.geometry.metrics import (
     SetMetrics,
     coverage,
@@ -33,6 +33,7 @@ __all__ = [
     "SetMetrics",
     "VoxelGrid",
     "axis_angle_to_matrix",
+    "batch_mass_properties",
     "chamfer_distance",
     "convert_mesh",
     "coverage",

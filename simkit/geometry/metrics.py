@@ -19,13 +19,22 @@ from torch import Tensor
 
 from simkit.geometry.points import chamfer_distance
 
-__all__ = ["SetMetrics", "coverage", "minimum_matching_distance", "one_nn_accuracy", "pairwise_chamfer", "set_metrics"]
+__all__ = [
+    "SetMetrics",
+    "coverage",
+    "minimum_matching_distance",
+    "one_nn_accuracy",
+    "pairwise_chamfer",
+    "set_metrics",
+]
 
 
 def pairwise_chamfer(a: Tensor, b: Tensor) -> Tensor:
     """(Na, Nb) Chamfer distances between every cloud of ``a`` (Na, P, 3) and of ``b`` (Nb, Q, 3)."""
     if a.ndim != 3 or b.ndim != 3 or a.shape[-1] != 3 or b.shape[-1] != 3:
-        raise ValueError(f"expected (N, P, 3) point sets, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"expected (N, P, 3) point sets, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     rows = []
     for i in range(a.shape[0]):
         rows.append(chamfer_distance(a[i].expand(b.shape[0], -1, -1), b))
@@ -56,10 +65,16 @@ def one_nn_accuracy(d_ss: Tensor, d_rr: Tensor, d_sr: Tensor) -> Tensor:
         _check_matrix(d, name)
     ns, nr = d_sr.shape
     if d_ss.shape != (ns, ns) or d_rr.shape != (nr, nr):
-        raise ValueError(f"inconsistent shapes: d_ss {tuple(d_ss.shape)}, d_rr {tuple(d_rr.shape)}, d_sr {tuple(d_sr.shape)}")
-    full = torch.cat([torch.cat([d_ss, d_sr], dim=1), torch.cat([d_sr.T, d_rr], dim=1)], dim=0).clone()
+        raise ValueError(
+            f"inconsistent shapes: d_ss {tuple(d_ss.shape)}, d_rr {tuple(d_rr.shape)}, d_sr {tuple(d_sr.shape)}"
+        )
+    full = torch.cat(
+        [torch.cat([d_ss, d_sr], dim=1), torch.cat([d_sr.T, d_rr], dim=1)], dim=0
+    ).clone()
     full.fill_diagonal_(float("inf"))  # leave one out
-    labels = torch.cat([torch.ones(ns, dtype=torch.bool), torch.zeros(nr, dtype=torch.bool)]).to(d_sr.device)
+    labels = torch.cat([torch.ones(ns, dtype=torch.bool), torch.zeros(nr, dtype=torch.bool)]).to(
+        d_sr.device
+    )
     nn = full.argmin(dim=1)
     return (labels[nn] == labels).to(d_sr.dtype).mean()
 

@@ -77,7 +77,9 @@ def farthest_point_sampling(
         raise ValueError(f"n must be an int in [1, {p}], got {n!r}")
     idx = pts.new_zeros(bsz, n, dtype=torch.long)
     if generator is not None:
-        idx[:, 0] = torch.randint(p, (bsz,), generator=generator, device=generator.device).to(pts.device)
+        idx[:, 0] = torch.randint(p, (bsz,), generator=generator, device=generator.device).to(
+            pts.device
+        )
     dist = torch.full((bsz, p), float("inf"), dtype=pts.dtype, device=pts.device)
     rows = torch.arange(bsz, device=pts.device)
     for k in range(1, n):
@@ -122,7 +124,9 @@ class PointCloud:
         """Symmetric Chamfer distance to ``other`` (see :func:`chamfer_distance`)."""
         return chamfer_distance(self.points, other.points)
 
-    def farthest_point_sample(self, n: int, *, generator: torch.Generator | None = None) -> PointCloud:
+    def farthest_point_sample(
+        self, n: int, *, generator: torch.Generator | None = None
+    ) -> PointCloud:
         """A subset of ``n`` well-spread points (see :func:`farthest_point_sampling`)."""
         idx = farthest_point_sampling(self.points, n, generator=generator)
         return PointCloud(self.points[idx], None if self.normals is None else self.normals[idx])
@@ -130,17 +134,27 @@ class PointCloud:
     def to_open3d(self) -> open3d.geometry.PointCloud:
         import open3d as o3d
 
-        pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(self.points.detach().cpu().double().numpy()))
+        pc = o3d.geometry.PointCloud(
+            o3d.utility.Vector3dVector(self.points.detach().cpu().double().numpy())
+        )
         if self.normals is not None:
             pc.normals = o3d.utility.Vector3dVector(self.normals.detach().cpu().double().numpy())
         return pc
 
     @classmethod
     def from_open3d(
-        cls, pc: open3d.geometry.PointCloud, *, dtype: torch.dtype = torch.float64, device: Any = None
+        cls,
+        pc: open3d.geometry.PointCloud,
+        *,
+        dtype: torch.dtype = torch.float64,
+        device: Any = None,
     ) -> PointCloud:
         pts = torch.as_tensor(np.asarray(pc.points), dtype=dtype, device=device)
-        normals = torch.as_tensor(np.asarray(pc.normals), dtype=dtype, device=device) if pc.has_normals() else None
+        normals = (
+            torch.as_tensor(np.asarray(pc.normals), dtype=dtype, device=device)
+            if pc.has_normals()
+            else None
+        )
         return cls(pts, normals)
 
     def estimate_normals(self, k: int = 30, *, orient_towards: Tensor | None = None) -> PointCloud:
@@ -157,9 +171,13 @@ class PointCloud:
             raise ValueError(f"k must be an int >= 3, got {k!r}")
         pc = self.to_open3d()
         pc.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=k))
-        normals = torch.as_tensor(np.asarray(pc.normals), dtype=self.points.dtype, device=self.points.device)
-        inner = self.points.mean(dim=0) if orient_towards is None else torch.as_tensor(
-            orient_towards, dtype=self.points.dtype, device=self.points.device
+        normals = torch.as_tensor(
+            np.asarray(pc.normals), dtype=self.points.dtype, device=self.points.device
+        )
+        inner = (
+            self.points.mean(dim=0)
+            if orient_towards is None
+            else torch.as_tensor(orient_towards, dtype=self.points.dtype, device=self.points.device)
         )
         sign = torch.sign(((self.points - inner) * normals).sum(-1, keepdim=True))
         normals = normals * torch.where(sign == 0, torch.ones_like(sign), sign)

@@ -41,10 +41,18 @@ class MeshReport:
         return dict(self.__dict__)
 
 
-def inspect_mesh(path: str | os.PathLike[str], *, density: float = 1.0, device: Any = None) -> MeshReport:
+def inspect_mesh(
+    path: str | os.PathLike[str], *, density: float = 1.0, device: Any = None
+) -> MeshReport:
     """Load ``path`` and compute its size, topology and mass properties (float64)."""
     mesh = Mesh.load(path, device=device)
-    props: dict[str, Any] = {"volume": None, "mass": None, "center_of_mass": None, "inertia": None, "error": None}
+    props: dict[str, Any] = {
+        "volume": None,
+        "mass": None,
+        "center_of_mass": None,
+        "inertia": None,
+        "error": None,
+    }
     try:
         mp = mesh.mass_properties(density)
         d = mp.to_dict()
@@ -93,14 +101,18 @@ def convert_mesh(
             by marching cubes, which makes any closed input watertight and manifold.
     """
     if Path(destination).resolve() == Path(source).resolve():
-        raise ValueError(f"destination {str(destination)!r} is the source file; choose another path")
+        raise ValueError(
+            f"destination {str(destination)!r} is the source file; choose another path"
+        )
     if voxelize is not None and (not isinstance(voxelize, int) or voxelize < 2):
         raise ValueError(f"voxelize must be an int resolution >= 2, got {voxelize!r}")
     mesh = Mesh.load(source, device=device)
     if voxelize is not None:
         grid = VoxelGrid.from_mesh(mesh, voxelize)
         if not bool(grid.binary().any()):
-            raise ValueError(f"voxelizing {str(source)!r} at resolution {voxelize} left no voxel; use a higher resolution")
+            raise ValueError(
+                f"voxelizing {str(source)!r} at resolution {voxelize} left no voxel; use a higher resolution"
+            )
         mesh = grid.to_mesh()[0]
     mesh.to(dtype=torch.float64).save(destination)
     return ConvertResult(str(source), str(destination), mesh.num_vertices, mesh.num_faces, voxelize)

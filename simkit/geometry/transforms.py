@@ -12,7 +12,9 @@ __all__ = ["axis_angle_to_matrix", "quaternion_to_matrix", "random_rotations", "
 
 def _check_float(x: Tensor, name: str) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}"
+        )
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
 

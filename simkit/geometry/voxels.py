@@ -103,7 +103,9 @@ class VoxelGrid:
         if not isinstance(occ, Tensor):
             raise TypeError(f"occupancy must be a torch tensor, got {type(occ).__name__}")
         if occ.ndim != 4 or not (occ.shape[1] == occ.shape[2] == occ.shape[3]) or occ.shape[1] == 0:
-            raise ValueError(f"occupancy must have shape (B, R, R, R) with R > 0, got {tuple(occ.shape)}")
+            raise ValueError(
+                f"occupancy must have shape (B, R, R, R) with R > 0, got {tuple(occ.shape)}"
+            )
         if occ.is_floating_point() and not bool(torch.isfinite(occ).all()):
             raise ValueError("occupancy contains NaN or infinite values")
         fdtype = occ.dtype if occ.is_floating_point() else torch.float32
@@ -112,7 +114,9 @@ class VoxelGrid:
         if origin.shape == (3,):
             origin = origin.expand(occ.shape[0], 3)
         if origin.shape != (occ.shape[0], 3):
-            raise ValueError(f"origin must have shape (3,) or ({occ.shape[0]}, 3), got {tuple(origin.shape)}")
+            raise ValueError(
+                f"origin must have shape (3,) or ({occ.shape[0]}, 3), got {tuple(origin.shape)}"
+            )
         pitch = self.pitch
         if isinstance(pitch, Tensor) and not pitch.is_floating_point():
             pitch = pitch.to(origin.dtype)
@@ -120,7 +124,9 @@ class VoxelGrid:
         if pitch.ndim == 0:
             pitch = pitch.expand(occ.shape[0])
         if pitch.shape != (occ.shape[0],):
-            raise ValueError(f"pitch must be a scalar or have shape ({occ.shape[0]},), got {tuple(pitch.shape)}")
+            raise ValueError(
+                f"pitch must be a scalar or have shape ({occ.shape[0]},), got {tuple(pitch.shape)}"
+            )
         if not bool((pitch > 0).all()) or not bool(torch.isfinite(pitch).all()):
             raise ValueError("pitch must be positive and finite")
         if not bool(torch.isfinite(origin).all()):
@@ -171,7 +177,9 @@ class VoxelGrid:
                 )
         device = meshes[0].device
         if origin is None:
-            b = torch.stack([m.bounds.detach().to(device, torch.float64) for m in meshes])  # (B, 2, 3)
+            b = torch.stack(
+                [m.bounds.detach().to(device, torch.float64) for m in meshes]
+            )  # (B, 2, 3)
             side = (b[:, 1] - b[:, 0]).max(dim=1).values
             side = torch.where(side > 0, side, torch.ones_like(side))
             pitches = side / resolution
@@ -185,10 +193,14 @@ class VoxelGrid:
             origins = origin_t.expand(len(meshes), 3)
             pitches = torch.full((len(meshes),), float(pitch), dtype=torch.float64, device=device)
         tris = torch.cat(
-            [((m.triangles().detach().to(device, torch.float64) - origins[n]) / pitches[n]) for n, m in enumerate(meshes)]
+            [
+                ((m.triangles().detach().to(device, torch.float64) - origins[n]) / pitches[n])
+                for n, m in enumerate(meshes)
+            ]
         )
         item = torch.repeat_interleave(
-            torch.arange(len(meshes), device=device), torch.tensor([m.num_faces for m in meshes], device=device)
+            torch.arange(len(meshes), device=device),
+            torch.tensor([m.num_faces for m in meshes], device=device),
         )
         occ = _solid_occupancy(tris, item, len(meshes), resolution)
         dtype = meshes[0].dtype
@@ -327,14 +339,20 @@ class VoxelGrid:
             if not (vol[b] > level).any():
                 raise ValueError(f"voxel grid {b} is empty: no surface at level {level}")
             padded = np.pad(vol[b], 1)  # index i of padded is voxel i - 1, centre at i - 0.5
-            verts, faces, _, _ = marching_cubes(padded, level=level + _MC_TIE_BREAK, allow_degenerate=False)
+            verts, faces, _, _ = marching_cubes(
+                padded, level=level + _MC_TIE_BREAK, allow_degenerate=False
+            )
             # skimage orders faces clockwise seen from outside for a solid above the
             # level; reverse them so normals point outward.
             faces = faces[:, ::-1]
             org = self.origin[b].detach().cpu().double().numpy()
             h = float(self.pitch[b])
-            world = org + h * (verts.astype(np.float64) - 0.5)  # padded index -> voxel-centre coordinates
-            meshes.append(Mesh.from_arrays(world, faces, dtype=self.origin.dtype, device=self.device))
+            world = org + h * (
+                verts.astype(np.float64) - 0.5
+            )  # padded index -> voxel-centre coordinates
+            meshes.append(
+                Mesh.from_arrays(world, faces, dtype=self.origin.dtype, device=self.device)
+            )
         return meshes
 
     def __repr__(self) -> str:

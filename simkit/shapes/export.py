@@ -55,24 +55,36 @@ def export_shapes(config: ExportConfig) -> ExportResult:
     from simkit.shapes import sample
     from simkit.viz import plot_meshes
 
-    formats = tuple(f if f.startswith(".") else f".{f}" for f in (s.lower() for s in config.formats))
+    formats = tuple(
+        f if f.startswith(".") else f".{f}" for f in (s.lower() for s in config.formats)
+    )
     bad = [f for f in formats if f not in MESH_SUFFIXES]
     if bad or not formats:
-        raise ValueError(f"unknown mesh formats {bad or list(formats)}; choose from {list(MESH_SUFFIXES)}")
+        raise ValueError(
+            f"unknown mesh formats {bad or list(formats)}; choose from {list(MESH_SUFFIXES)}"
+        )
     if not isinstance(config.n, int) or config.n < 1:
         raise ValueError(f"n must be a positive int, got {config.n!r}")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     samples = sample(config.family, config.n, seed=config.seed)
     files, records = [], []
-    for i, s in enumerate(tqdm(samples, desc=f"writing {config.family}", unit="mesh", disable=None)):
+    for i, s in enumerate(
+        tqdm(samples, desc=f"writing {config.family}", unit="mesh", disable=None)
+    ):
         written = [str(s.mesh.save(out / f"{config.family}_{i}{ext}")) for ext in formats]
         files.extend(written)
-        records.append({"index": i, "family": s.family, "seed": s.seed, "params": s.params, "files": written})
+        records.append(
+            {"index": i, "family": s.family, "seed": s.seed, "params": s.params, "files": written}
+        )
     preview = None
     if config.preview:
         preview = str(out / "preview.png")
-        plot_meshes([s.mesh for s in samples], preview, titles=[f"{config.family} {i}" for i in range(len(samples))])
+        plot_meshes(
+            [s.mesh for s in samples],
+            preview,
+            titles=[f"{config.family} {i}" for i in range(len(samples))],
+        )
     manifest = out / "shapes.json"
     write_json(manifest, {"family": config.family, "seed": config.seed, "objects": records})
     return ExportResult(files=files, preview=preview, manifest=str(manifest), records=records)

@@ -37,12 +37,16 @@ def test_help_imports_nothing_heavy():
         "heavy = [m for m in ('torch', 'open3d', 'pybullet', 'diffusers', 'cvxpylayers', 'ray', 'trimesh') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert "HEAVY []" in out, out
 
 
 def test_python_dash_m(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "simkit", "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "simkit", "--version"], capture_output=True, text=True, check=True
+    )
     assert "simkit" in out.stdout
 
 
@@ -113,7 +117,9 @@ def test_convert_round_trip_and_voxelize(runner, box_obj, tmp_path):
 
 def test_shapes_writes_meshes_and_png(runner, tmp_path):
     out = tmp_path / "tables"
-    res = runner.invoke(main, ["shapes", "--family", "table", "--n", "8", "--out", str(out), "--seed", "1"])
+    res = runner.invoke(
+        main, ["shapes", "--family", "table", "--n", "8", "--out", str(out), "--seed", "1"]
+    )
     assert res.exit_code == 0, res.output
     files = sorted(out.glob("table_*.obj"))
     assert len(files) == 8
@@ -125,7 +131,21 @@ def test_shapes_writes_meshes_and_png(runner, tmp_path):
         assert trimesh.load(f, force="mesh").is_watertight
 
     again = tmp_path / "again"
-    runner.invoke(main, ["shapes", "--family", "table", "--n", "2", "--out", str(again), "--seed", "1", "--no-preview"])
+    runner.invoke(
+        main,
+        [
+            "shapes",
+            "--family",
+            "table",
+            "--n",
+            "2",
+            "--out",
+            str(again),
+            "--seed",
+            "1",
+            "--no-preview",
+        ],
+    )
     assert (again / "table_0.obj").read_bytes() == (out / "table_0.obj").read_bytes()
     assert not (again / "preview.png").exists()
 
@@ -137,8 +157,20 @@ def test_shapes_rejects_unknown_family(runner, tmp_path):
 
 def test_demo_json(runner, tmp_path):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--n-per-family", "1", "--family", "table", "--family", "bracket_l",
-            "--resolution", "16", "--json"]
+    args = [
+        "demo",
+        "--out",
+        str(out),
+        "--n-per-family",
+        "1",
+        "--family",
+        "table",
+        "--family",
+        "bracket_l",
+        "--resolution",
+        "16",
+        "--json",
+    ]
     res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
@@ -160,5 +192,8 @@ def test_info_json(runner):
     data = json.loads(res.output)
     import torch
 
-    assert data["packages"]["torch"] == torch.__version__.split("+")[0] or data["packages"]["torch"] == torch.__version__
+    assert (
+        data["packages"]["torch"] == torch.__version__.split("+")[0]
+        or data["packages"]["torch"] == torch.__version__
+    )
     assert data["cuda_available"] == torch.cuda.is_available()

@@ -12,7 +12,9 @@ pytestmark = pytest.mark.gpu
 
 
 def _torus() -> Mesh:
-    return Mesh.from_trimesh(trimesh.creation.torus(0.4, 0.15, major_sections=32, minor_sections=16))
+    return Mesh.from_trimesh(
+        trimesh.creation.torus(0.4, 0.15, major_sections=32, minor_sections=16)
+    )
 
 
 def test_mass_properties_cuda_matches_cpu():

@@ -1,0 +1,104 @@
+"""Analytic stability check: the centre of mass against the support polygon.
+
+A rigid body resting on flat ground under gravity along -z is in (static) equilibrium
+exactly when the vertical line through its centre of mass meets the support polygon, the
+convex hull of its contact points with the ground. ``support_margin`` measures how far
+inside (positive) or outside (negative) that line falls.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.spatial import ConvexHull
+
+from simkit.geometry import Mesh
+
+__all__ = ["support_margin"]
+
+# Relative size below which the spread of the contact points along an axis counts as zero
+# (the support is a segment or a single point).
+_DEGENERATE_RTOL = 1e-9
+
+
+def support_margin(mesh: Mesh, *, contact_tol: float = 1e-4) -> float:
+    """Signed distance from the centre of mass's ground projection to the support polygon.
+
+    Contact points are the vertices within ``contact_tol`` of the lowest z; the support
+    polygon is the 2D convex hull of their (x, y). The centre of mass is the mesh's, at
+    uniform density. When the contact set is degenerate (collinear points or a single
+    point), the support is that segment or point and the margin is minus the distance to
+    it, so it is never positive.
+
+    Args:
+        mesh: a watertight :class:`~simkit.geometry.Mesh`, vertices (V, 3) float, metres,
+            z up. It is taken as resting where it is: only its lowest vertices touch ground.
+        contact_tol: height above the lowest vertex (metres, >= 0) within which a vertex
+            counts as touching the ground.
+
+    Returns:
+        The margin in metres: > 0 when the projected centre of mass lies strictly inside
+        the support polygon (the distance to its nearest edge), < 0 when it lies outside
+        (minus the distance to the polygon), 0 on the boundary.
+
+    Raises:
+        TypeError: if ``mesh`` is not a :class:`~simkit.geometry.Mesh`.
+        ValueError: if ``contact_tol`` is negative or not finite, or the mesh is not a
+            closed, outward-wound solid (from :meth:`Mesh.center_of_mass`).
+    """
+    if not isinstance(mesh, Mesh):
+        raise TypeError(
+            f"support_margin takes a simkit.geometry.Mesh, got {type(mesh).__name__}; "
+            "wrap a trimesh with Mesh.from_trimesh"
+        )
+    if not (isinstance(contact_tol, (int, float)) and math.isfinite(contact_tol)):
+        raise ValueError(f"contact_tol must be a finite number, got {contact_tol!r}")
+    if contact_tol < 0:
+        raise ValueError(f"contact_tol must be >= 0 metres, got {contact_tol!r}")
+    vertices = mesh.vertices.detach().cpu().double().numpy()
+    com = mesh.center_of_mass().detach().cpu().double().numpy()
+    return _margin(vertices, com, contact_tol)
+
+
+def _margin(vertices: np.ndarray, com: np.ndarray, contact_tol: float) -> float:
+    """support_margin on plain arrays: vertices (V, 3) float64, com (3,) float64, metres."""
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0:
+        raise ValueError(f"vertices must be a non-empty (V, 3) array, got shape {vertices.shape}")
+    if not np.all(np.isfinite(com)):
+        raise ValueError(f"centre of mass must be finite, got {com.tolist()}")
+    z = vertices[:, 2]
+    contact = vertices[z <= z.min() + contact_tol, :2]
+    point = com[:2]
+    if len(contact) == 1:
+        return -float(np.linalg.norm(point - contact[0]))
+    # The contact set's principal spreads tell a polygon from a segment or a point.
+    centred = contact - contact.mean(axis=0)
+    _, spread, axes = np.linalg.svd(centred, full_matrices=False)
+    scale = max(float(np.abs(contact).max()), float(spread[0]), 1.0)
+    if spread[0] <= _DEGENERATE_RTOL * scale:
+        return -float(np.linalg.norm(point - contact.mean(axis=0)))
+    if spread[1] <= _DEGENERATE_RTOL * scale:
+        along = centred @ axes[0]
+        a = contact.mean(axis=0) + along.min() * axes[0]
+        b = contact.mean(axis=0) + along.max() * axes[0]
+        return -_point_segment_distance(point, a, b)
+    hull = ConvexHull(contact)
+    # hull.equations rows are (n_x, n_y, offset) with unit outward normals: n . p + offset
+    # is the signed distance to each edge's line, <= 0 for every edge iff p is inside.
+    signed = hull.equations[:, :2] @ point + hull.equations[:, 2]
+    if np.all(signed <= 0):
+        # Inside a convex polygon the distance to the boundary is that to the nearest line.
+        return float(-signed.max())
+    ring = contact[hull.vertices]
+    return -min(
+        _point_segment_distance(point, ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))
+    )
+
+
+def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Euclidean distance from point p to segment ab, all (2,) float64."""
+    ab = b - a
+    length2 = float(ab @ ab)
+    t = 0.0 if length2 == 0.0 else min(1.0, max(0.0, float((p - a) @ ab) / length2))
+    return float(np.linalg.norm(p - (a + t * ab)))
