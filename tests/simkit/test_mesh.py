@@ -652,3 +652,43 @@ def test_concatenate_matches_trimesh() -> None:
     torch.testing.assert_close(Mesh.concatenate([a]).vertices, a.vertices)
     with pytest.raises(ValueError):
         Mesh.concatenate([])
+
+
+# ---------------------------------------------------------------------- batched
+
+
+def test_batch_mass_properties_matches_trimesh_and_single():
+    from simkit.geometry import batch_mass_properties
+
+    rng = np.random.default_rng(7)
+    tms = [trimesh.creation.icosphere(2), trimesh.creation.torus(0.5, 0.2)]
+    tms += [
+        trimesh.convex.convex_hull(rng.normal(size=(40, 3)) + rng.normal(size=3) * 5)
+        for _ in range(3)
+    ]
+    meshes = [Mesh.from_trimesh(t) for t in tms]
+    batch = batch_mass_properties(meshes, density=3.0)
+    assert batch.volume.shape == (5,) and batch.inertia.shape == (5, 3, 3)
+    for k, (t, m) in enumerate(zip(tms, meshes, strict=True)):
+        t.density = 3.0
+        ref = t.mass_properties
+        assert float(batch.mass[k]) == pytest.approx(ref["mass"], rel=1e-9)
+        np.testing.assert_allclose(
+            batch.center_of_mass[k].numpy(), ref["center_mass"], rtol=1e-9, atol=1e-12
+        )
+        np.testing.assert_allclose(batch.inertia[k].numpy(), ref["inertia"], rtol=1e-9, atol=1e-12)
+        single = m.mass_properties(3.0)
+        torch.testing.assert_close(single.inertia, batch.inertia[k])
+
+
+def test_batch_mass_properties_names_the_bad_mesh():
+    from simkit.geometry import batch_mass_properties
+
+    good = Mesh.from_trimesh(trimesh.creation.box())
+    bad = Mesh(good.vertices, good.faces[:-1])
+    with pytest.raises(ValueError, match="mesh 1"):
+        batch_mass_properties([good, bad])
+    with pytest.raises(ValueError, match=r"\[1\]"):
+        batch_mass_properties([good, good.inverted()])
+    with pytest.raises(ValueError, match="at least one"):
+        batch_mass_properties([])
