@@ -287,16 +287,10 @@ class Mesh:
     def _edge_defects(self) -> tuple[int, int]:
         """(undirected edges not shared by exactly two faces, directed edges that repeat).
 
-        Sort-based, computed once per mesh (meshes are immutable).
+        Computed once per mesh (meshes are immutable).
         """
-        directed = self.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-        n = self.num_vertices
-        und = directed.sort(dim=1).values
-        ukeys = (und[:, 0] * n + und[:, 1]).sort().values
-        _, counts = torch.unique_consecutive(ukeys, return_counts=True)
-        dkeys = (directed[:, 0] * n + directed[:, 1]).sort().values
-        repeated = int((dkeys[1:] == dkeys[:-1]).sum())
-        return int((counts != 2).sum()), repeated
+        open_edges, repeated = _edge_defects([self])
+        return int(open_edges[0]), int(repeated[0])
 
     @property
     def is_watertight(self) -> bool:
@@ -309,18 +303,7 @@ class Mesh:
         return self._edge_defects[1] == 0
 
     def _require_closed(self, what: str) -> None:
-        open_edges, flipped = self._edge_defects
-        if open_edges:
-            raise ValueError(
-                f"{what} needs a watertight mesh, but {open_edges} edge(s) are not shared by exactly "
-                "two faces (holes or non-manifold edges); repair it first, e.g. by voxelizing "
-                "(VoxelGrid.from_mesh(...).to_mesh())"
-            )
-        if flipped:
-            raise ValueError(
-                f"{what} needs consistently wound faces, but {flipped} directed edge(s) repeat; "
-                "fix the winding (trimesh.repair.fix_winding)"
-            )
+        _raise_if_open(what, *self._edge_defects)
 
     # ------------------------------------------------------------------ mass properties
 
@@ -463,6 +446,51 @@ class Mesh:
         return f"Mesh(V={self.num_vertices}, F={self.num_faces}, dtype={self.dtype}, device={self.device})"
 
 
+def _edge_defects(meshes: list[Mesh]) -> tuple[Tensor, Tensor]:
+    """Per mesh: undirected edges not shared by exactly two faces, and repeated directed edges.
+
+    One sort over all meshes' edges: vertex indices are offset so that edges of
+    different meshes never coincide, and each edge key is traced back to its mesh.
+
+    Returns:
+        Two (B,) int64 tensors on the meshes' device.
+    """
+    device = meshes[0].device
+    sizes = torch.tensor([m.num_vertices for m in meshes], device=device)
+    offsets = torch.cumsum(sizes, 0) - sizes
+    total = int(sizes.sum())
+    faces = torch.cat([m.faces + int(o) for m, o in zip(meshes, offsets, strict=True)])
+    directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    undirected = directed.sort(dim=1).values
+    mesh_of = torch.searchsorted(offsets, directed[:, 0].contiguous(), right=True) - 1  # (E,)
+    bsz = len(meshes)
+
+    ukeys, uorder = (undirected[:, 0] * total + undirected[:, 1]).sort()
+    _, counts = torch.unique_consecutive(ukeys, return_counts=True)
+    first = torch.cumsum(counts, 0) - counts  # index of each unique edge's first occurrence
+    bad_edge_mesh = mesh_of[uorder[first[counts != 2]]]
+    open_edges = torch.bincount(bad_edge_mesh, minlength=bsz)
+
+    dkeys, dorder = (directed[:, 0] * total + directed[:, 1]).sort()
+    dup = torch.nonzero(dkeys[1:] == dkeys[:-1]).flatten() + 1
+    repeated = torch.bincount(mesh_of[dorder[dup]], minlength=bsz)
+    return open_edges, repeated
+
+
+def _raise_if_open(what: str, open_edges: int, repeated: int) -> None:
+    if open_edges:
+        raise ValueError(
+            f"{what} needs a watertight mesh, but {open_edges} edge(s) are not shared by exactly "
+            "two faces (holes or non-manifold edges); repair it first, e.g. by voxelizing "
+            "(VoxelGrid.from_mesh(...).to_mesh())"
+        )
+    if repeated:
+        raise ValueError(
+            f"{what} needs consistently wound faces, but {repeated} directed edge(s) repeat; "
+            "fix the winding (trimesh.repair.fix_winding)"
+        )
+
+
 def batch_mass_properties(meshes: list[Mesh], density: float = 1.0) -> MassProperties:
     """Mass properties of several closed meshes in one vectorized pass.
 
@@ -493,7 +521,10 @@ def batch_mass_properties(meshes: list[Mesh], density: float = 1.0) -> MassPrope
     for n, m in enumerate(meshes):
         if not isinstance(m, Mesh):
             raise TypeError(f"item {n} is a {type(m).__name__}, expected a Mesh")
-        m._require_closed("mass properties" if len(meshes) == 1 else f"mass properties of mesh {n}")
+    open_edges, repeated = _edge_defects(meshes)
+    for n in torch.nonzero((open_edges > 0) | (repeated > 0)).flatten().tolist():
+        what = "mass properties" if len(meshes) == 1 else f"mass properties of mesh {n}"
+        _raise_if_open(what, int(open_edges[n]), int(repeated[n]))
     device = meshes[0].device
     verts = [m.vertices.to(torch.float64) for m in meshes]
     refs = torch.stack([v.detach().mean(dim=0) for v in verts])  # results do not depend on it
