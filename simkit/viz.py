@@ -68,9 +68,31 @@ def _draw_mesh(ax, mesh: Mesh, rgb: np.ndarray = _BASE_RGB) -> None:  # noqa: AN
     ax.set_xlim(centre[0] - half, centre[0] + half)
     ax.set_ylim(centre[1] - half, centre[1] + half)
     ax.set_zlim(lo[2], lo[2] + 2 * half)
-    ax.set_box_aspect((1, 1, 1))
-    ax.view_init(elev=_ELEV, azim=_AZIM)
-    ax.set_axis_off()
+
+
+def _panels(
+    n: int, titles: Sequence[str] | None, what: str, ncols: int, panel_size: float
+) -> tuple[Figure, list]:
+    """A figure with ``n`` 3D panels (equal aspect, shared view, no axes), captioned."""
+    from matplotlib.figure import Figure
+
+    if n == 0:
+        raise ValueError(f"need at least one {what} to plot")
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"got {len(titles)} titles for {n} {what}s")
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(panel_size * ncols, panel_size * nrows))
+    axes = []
+    for i in range(n):
+        ax = fig.add_subplot(nrows, ncols, i + 1, projection="3d")
+        ax.set_box_aspect((1, 1, 1))
+        ax.view_init(elev=_ELEV, azim=_AZIM)
+        ax.set_axis_off()
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+        axes.append(ax)
+    return fig, axes
 
 
 def plot_meshes(
@@ -92,22 +114,11 @@ def plot_meshes(
         ncols: panels per row.
         panel_size: inches per panel.
     """
-    from matplotlib.figure import Figure
-
-    if len(meshes) == 0:
-        raise ValueError("plot_meshes needs at least one mesh")
-    if titles is not None and len(titles) != len(meshes):
-        raise ValueError(f"got {len(titles)} titles for {len(meshes)} meshes")
     if colors is not None and len(colors) != len(meshes):
         raise ValueError(f"got {len(colors)} colours for {len(meshes)} meshes")
-    ncols = max(1, min(ncols, len(meshes)))
-    nrows = math.ceil(len(meshes) / ncols)
-    fig = Figure(figsize=(panel_size * ncols, panel_size * nrows))
-    for i, mesh in enumerate(meshes):
-        ax = fig.add_subplot(nrows, ncols, i + 1, projection="3d")
+    fig, axes = _panels(len(meshes), titles, "mesh", ncols, panel_size)
+    for i, (ax, mesh) in enumerate(zip(axes, meshes, strict=True)):
         _draw_mesh(ax, mesh, _BASE_RGB if colors is None else np.asarray(colors[i], dtype=float))
-        if titles is not None:
-            ax.set_title(titles[i], fontsize=8)
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -122,22 +133,10 @@ def plot_voxels(
     panel_size: float = 2.6,
 ) -> Figure:
     """Cube renders of every grid in a :class:`~simkit.geometry.VoxelGrid` batch."""
-    from matplotlib.figure import Figure
-
     occ = grid.binary().cpu().numpy()
-    if titles is not None and len(titles) != len(occ):
-        raise ValueError(f"got {len(titles)} titles for {len(occ)} grids")
-    ncols = max(1, min(ncols, len(occ)))
-    nrows = math.ceil(len(occ) / ncols)
-    fig = Figure(figsize=(panel_size * ncols, panel_size * nrows))
-    for i, vox in enumerate(occ):
-        ax = fig.add_subplot(nrows, ncols, i + 1, projection="3d")
+    fig, axes = _panels(len(occ), titles, "grid", ncols, panel_size)
+    for ax, vox in zip(axes, occ, strict=True):
         ax.voxels(vox, facecolors=(*_BASE_RGB, 1.0), edgecolors=(0, 0, 0, 0.15), linewidth=0.2)
-        ax.set_box_aspect((1, 1, 1))
-        ax.view_init(elev=_ELEV, azim=_AZIM)
-        ax.set_axis_off()
-        if titles is not None:
-            ax.set_title(titles[i], fontsize=8)
     if path is not None:
         save_figure(fig, path)
     return fig
