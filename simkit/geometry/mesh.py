@@ -45,7 +45,7 @@ def _check_density(density: object) -> None:
         raise ValueError(f"density must be a positive finite number, got {density!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MassProperties:
     """Rigid-body properties of a solid of uniform density.
 
@@ -79,7 +79,7 @@ class MassProperties:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Mesh:
     """A triangle mesh.
 
@@ -90,7 +90,8 @@ class Mesh:
 
     Both tensors live on the same device. The constructor validates shapes, dtypes,
     finiteness and index range, and raises :class:`ValueError`/:class:`TypeError`
-    naming the problem.
+    naming the problem. Meshes are immutable values compared by identity (``==`` on
+    tensors has no single truth value); derived topology is cached per instance.
     """
 
     vertices: Tensor

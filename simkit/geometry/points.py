@@ -89,7 +89,7 @@ def farthest_point_sampling(
     return idx[0] if single else idx
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PointCloud:
     """A point cloud, optionally with normals.
 

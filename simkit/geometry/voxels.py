@@ -82,7 +82,7 @@ def _solid_occupancy(tris: Tensor, item: Tensor, batch: int, res: int) -> Tensor
     return (torch.cumsum(toggles, dim=-1)[..., :res] % 2).bool()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class VoxelGrid:
     """A batch of cubic occupancy grids.
 

@@ -21,7 +21,7 @@ _VOXEL_CHUNK = 64
 _PROGRESS_MIN = 64
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ShapeDataset:
     """Voxel occupancies of procedural objects and their family labels.
 
