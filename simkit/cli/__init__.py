@@ -13,6 +13,7 @@ import click
 from simkit import __version__
 from simkit.cli.geometry import convert, inspect
 from simkit.cli.info import info
+from simkit.cli.physics import stability
 from simkit.cli.shapes import demo, shapes
 
 __all__ = ["main"]
@@ -27,5 +28,5 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _command in (demo, shapes, inspect, convert, info):
+for _command in (demo, shapes, stability, inspect, convert, info):
     main.add_command(_command)

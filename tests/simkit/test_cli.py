@@ -197,3 +197,33 @@ def test_info_json(runner):
         or data["packages"]["torch"] == torch.__version__
     )
     assert data["cuda_available"] == torch.cuda.is_available()
+
+
+def test_stability_json_over_a_folder(runner, tmp_path):
+    folder = tmp_path / "objs"
+    folder.mkdir()
+    trimesh.creation.box((0.4, 0.4, 0.2)).export(folder / "flat.obj")
+    tipped = trimesh.creation.cone(0.2, 0.5)
+    tipped.apply_transform(trimesh.transformations.rotation_matrix(np.pi, [1, 0, 0]))
+    tipped.export(folder / "cone_on_tip.stl")
+    box = trimesh.creation.box()
+    trimesh.Trimesh(box.vertices, box.faces[:-2], process=False).export(folder / "open.ply")
+    res = runner.invoke(
+        main, ["stability", str(folder), "--json", "--backend", "serial", "--sim-time", "3"]
+    )
+    assert res.exit_code == 0, res.output
+    data = {r["file"].rsplit("/", 1)[-1]: r for r in json.loads(res.output)}
+    assert data["flat.obj"]["stable"] is True and data["flat.obj"]["support_margin_m"] > 0
+    assert data["cone_on_tip.stl"]["stable"] is False and data["cone_on_tip.stl"]["tilt_deg"] > 20
+    assert data["open.ply"]["error"] and "watertight" in data["open.ply"]["error"]
+    human = runner.invoke(
+        main, ["stability", str(folder), "--backend", "serial", "--sim-time", "3"]
+    )
+    assert "1/3 stand; 1 could not be simulated" in human.output
+
+
+def test_stability_bad_paths(runner, tmp_path):
+    res = runner.invoke(main, ["stability", str(tmp_path / "missing")])
+    assert res.exit_code != 0 and "no such file" in res.output
+    res = runner.invoke(main, ["stability", str(tmp_path)])
+    assert res.exit_code != 0 and "no mesh files" in res.output

@@ -1,0 +1,93 @@
+"""evaluate(): the pool and Ray give the serial results, and one bad object costs only itself."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import trimesh
+
+from simkit.geometry import Mesh
+from simkit.physics import StabilityConfig, StabilityResult, check_stability, evaluate
+
+FAST = StabilityConfig(sim_time_s=2.0, trials=2)
+
+
+def _objects() -> list[Mesh]:
+    tall = trimesh.creation.box((0.1, 0.1, 1.0))
+    cone_tip = trimesh.creation.cone(0.2, 0.5)
+    cone_tip.apply_transform(trimesh.transformations.rotation_matrix(3.14159265, [1, 0, 0]))
+    return [
+        Mesh.from_trimesh(trimesh.creation.box((0.4, 0.3, 0.2))),
+        Mesh.from_trimesh(cone_tip),
+        Mesh.from_trimesh(tall),
+        Mesh.from_trimesh(trimesh.creation.cone(0.2, 0.5)),
+    ]
+
+
+def _summary(results: list[StabilityResult]) -> list[tuple]:
+    return [(r.stable, round(r.tilt_deg, 6), r.error) for r in results]
+
+
+# Module-level so that spawned workers can import them.
+def crash_on_second(obj, config):
+    if int(obj[1]) == 1:
+        os._exit(13)  # a hard crash: no exception, the process just dies
+    return check_stability(obj[0], config)
+
+
+def raise_on_second(obj, config):
+    if int(obj[1]) == 1:
+        raise RuntimeError("boom")
+    return check_stability(obj[0], config)
+
+
+def test_pool_matches_serial():
+    objs = _objects()
+    serial = evaluate(objs, FAST, backend="serial")
+    pooled = evaluate(objs, FAST, backend="process", workers=2)
+    assert _summary(pooled) == _summary(serial)
+    assert [r.stable for r in serial] == [True, False, True, True]
+    assert all(r.error is None for r in serial)
+
+
+def test_exception_costs_one_object():
+    objs = [(m, i) for i, m in enumerate(_objects()[:3])]
+    results = evaluate(objs, FAST, backend="serial", check=raise_on_second)
+    assert results[1].error is not None and "boom" in results[1].error and not results[1].stable
+    assert results[0].error is None and results[2].error is None
+
+
+def test_worker_crash_costs_one_object():
+    objs = [(m, i) for i, m in enumerate(_objects()[:3])]
+    results = evaluate(objs, FAST, backend="process", workers=2, check=crash_on_second)
+    assert results[1].error is not None and "crashed" in results[1].error
+    reference = evaluate([objs[0][0], objs[2][0]], FAST, backend="serial")
+    assert _summary([results[0], results[2]]) == _summary(reference)
+
+
+def test_bad_object_in_batch_gets_error():
+    good = _objects()[0]
+    results = evaluate([good, "no/such/file.obj", good], FAST, backend="serial")
+    assert results[1].error is not None and "no/such/file.obj" in results[1].error
+    assert results[0].stable and results[2].stable
+
+
+def test_ray_matches_serial():
+    ray = pytest.importorskip("ray")
+    objs = _objects()
+    serial = evaluate(objs, FAST, backend="serial")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = evaluate(objs, FAST, backend="ray")
+    finally:
+        ray.shutdown()
+    assert _summary(remote) == _summary(serial)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="backend"):
+        evaluate([], backend="gpu")
+    with pytest.raises(ValueError, match="workers"):
+        evaluate([], workers=0)
+    assert evaluate([]) == []
