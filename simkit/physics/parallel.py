@@ -48,6 +48,13 @@ def check_worker(obj: Any, config: StabilityConfig) -> StabilityResult:
     return check_stability(obj, config, client=_WORKER_CLIENT)
 
 
+def _init_worker() -> None:
+    """One torch thread per worker: the pool already uses every core."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _guarded(check: CheckFn, obj: Any, config: StabilityConfig) -> StabilityResult:
     """Run ``check``; turn any exception into a result with ``error`` set."""
     try:
@@ -79,10 +86,15 @@ def _run_pool(
     every pending future. Those objects are then run one at a time in a fresh
     single-worker pool, so only the object that crashes again is marked as failed.
     """
-    ctx = multiprocessing.get_context("spawn")  # no inherited PyBullet or torch state
+    # forkserver: workers fork from a clean server process (no inherited PyBullet client
+    # or torch threads, unlike fork) that has imported simkit once (cheaper than spawn).
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["simkit.physics.parallel"])
     results: list[StabilityResult | None] = [None] * len(objs)
     suspects: list[int] = []
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker
+    ) as pool:
         futures = {pool.submit(_guarded, check, obj, config): i for i, obj in enumerate(objs)}
         for fut in cf.as_completed(futures):
             i = futures[fut]
@@ -94,7 +106,9 @@ def _run_pool(
     if suspects:
         log.warning("a stability worker died; re-running %d object(s) one at a time", len(suspects))
     for i in sorted(suspects):
-        with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:
+        with cf.ProcessPoolExecutor(
+            max_workers=1, mp_context=ctx, initializer=_init_worker
+        ) as solo:
             try:
                 results[i] = solo.submit(_guarded, check, objs[i], config).result()
             except BrokenProcessPool:

@@ -1,0 +1,113 @@
+"""Stability-check throughput: objects per second, serial and pooled (issue 3's benchmark, part).
+
+Three kinds of object, each simulated with the default StabilityConfig (10 s, 4 nudge
+trials, early stop on a fall or at rest):
+
+* 16^3 and 32^3 voxel objects: procedural shapes voxelized by simkit.shapes.dataset and
+  re-surfaced by marching cubes (what a voxel generator hands the simulator);
+* ~10k-face meshes: procedural shapes subdivided (trimesh) until they pass 10k faces.
+
+Each row runs the same objects with ``evaluate(backend="serial")`` and with the process
+pool (``--workers``), in one run. Not here yet: the DSO MuJoCo peer (see BENCHMARKS.md).
+
+    python scripts/bench/stability.py [--n 36] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from simkit import shapes
+from simkit.geometry import Mesh, VoxelGrid
+from simkit.physics import StabilityConfig, evaluate
+
+
+def voxel_objects(n: int, resolution: int, seed: int) -> list[Mesh]:
+    data = shapes.dataset(n, resolution=resolution, seed=seed)
+    grid = VoxelGrid(data.voxels > 0.5, torch.zeros(3), 1.0 / resolution)
+    return grid.largest_component().to_mesh()
+
+
+def dense_meshes(n: int, seed: int, min_faces: int = 10_000) -> list[Mesh]:
+    out = []
+    families = shapes.FAMILIES
+    for i in range(n):
+        tm = shapes.sample(families[i % len(families)], 1, seed=seed + i)[0].mesh.to_trimesh()
+        while len(tm.faces) < min_faces:
+            tm = tm.subdivide()
+        out.append(Mesh.from_trimesh(tm))
+    return out
+
+
+def rate(
+    objs: list[Mesh], config: StabilityConfig, backend: str, workers: int
+) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    results = evaluate(objs, config, backend=backend, workers=workers, progress=False)
+    elapsed = time.perf_counter() - t0
+    assert all(r.error is None for r in results), [r.error for r in results if r.error]
+    return len(objs) / elapsed, sum(r.stable for r in results)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--n", type=int, default=36)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default="scripts/bench/results/stability.json")
+    args = ap.parse_args()
+    config = StabilityConfig(seed=args.seed)
+    sets = {
+        "16^3 voxel objects": voxel_objects(args.n, 16, args.seed),
+        "32^3 voxel objects": voxel_objects(args.n, 32, args.seed),
+        "~10k-face meshes": dense_meshes(args.n, args.seed),
+    }
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.n} objects a row; workers {args.workers}"
+    )
+    print(
+        f"{'objects':<22}{'faces':>8}{'serial obj/s':>14}{'pool obj/s':>12}{'per core':>10}{'scaling':>9}"
+    )
+    rows = []
+    for name, objs in sets.items():
+        faces = sum(m.num_faces for m in objs) // len(objs)
+        serial, stable_s = rate(objs, config, "serial", 1)
+        pooled, stable_p = rate(objs, config, "process", args.workers)
+        assert stable_s == stable_p
+        print(
+            f"{name:<22}{faces:>8}{serial:>14.1f}{pooled:>12.1f}{pooled / args.workers:>10.1f}{pooled / serial:>8.2f}x"
+        )
+        rows.append(
+            {
+                "objects": name,
+                "mean_faces": faces,
+                "serial_per_s": serial,
+                "pool_per_s": pooled,
+                "workers": args.workers,
+                "stable": stable_s,
+            }
+        )
+    out = {
+        "date": date.today().isoformat(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "n": args.n,
+        "rows": rows,
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
