@@ -29,6 +29,7 @@ from pathlib import Path
 
 from simkit import shapes
 from simkit.physics import StabilityConfig, evaluate, support_margin
+from simkit.physics.quasistatic import quasi_static_check
 
 
 def main() -> None:
@@ -55,8 +56,22 @@ def main() -> None:
     elapsed = time.perf_counter() - t0
 
     rows, classes = [], {}
-    agree_all = agree_clear = clear = 0
+    agree_all = agree_clear = clear = agree_qs = 0
+    qs_rows = []
     for s, r in zip(samples, results, strict=True):
+        qs = quasi_static_check(s.mesh, config)
+        agree_qs += r.error is None and qs.stable == r.stable
+        if r.error is None and qs.stable != r.stable:
+            qs_rows.append(
+                {
+                    "family": s.family,
+                    "seed": s.seed,
+                    "quasi_static_stable": qs.stable,
+                    "quasi_static_tilt_deg": qs.tilt_deg,
+                    "sim_stable": r.stable,
+                    "sim_tilt_deg": r.tilt_deg,
+                }
+            )
         margin = support_margin(s.mesh)
         h_com = float(s.mesh.center_of_mass()[2] - s.mesh.bounds[0, 2])
         analytic = margin > 0
@@ -97,7 +112,15 @@ def main() -> None:
     print(
         f"agreement, |margin| > {1000 * args.band:.0f} mm:         {agree_clear}/{clear} = {agree_clear / max(clear, 1):.2%}"
     )
-    print("disagreements by class:", classes or "none")
+    print(
+        f"agreement with the quasi-static check (same nudges): {agree_qs}/{n} = {agree_qs / n:.2%}"
+    )
+    for row in qs_rows:
+        print(
+            f"  quasi-static disagrees: {row['family']:<10} qs {'stands' if row['quasi_static_stable'] else 'falls'} "
+            f"at {row['quasi_static_tilt_deg']:.1f} deg, sim {'stands' if row['sim_stable'] else 'falls'} at {row['sim_tilt_deg']:.1f} deg"
+        )
+    print("support-margin disagreements by class:", classes or "none")
     for row in rows:
         print(
             f"  {row['family']:<10} margin {1000 * row['margin_m']:+7.1f} mm  tipping {row['static_tipping_deg']:+6.2f} deg  "

@@ -3,22 +3,26 @@
 ``support_margin`` is the analytic check for a rigid body resting on flat ground: the
 signed distance from its centre of mass's ground projection to its support polygon.
 ``check_stability`` simulates it (PyBullet, imported lazily) and returns a
-``StabilityResult``; ``evaluate`` runs many objects serially, in a process pool or on
+``StabilityResult``; ``quasi_static_check`` follows the same nudges analytically
+(pivoting on the convex hull, no momentum); ``evaluate`` runs many objects serially, in a process pool or on
 Ray, and a failing object only fails itself.
 """
 
 from simkit.physics.files import FileVerdict, assess_files, collect_mesh_files
 from simkit.physics.parallel import evaluate
+from simkit.physics.quasistatic import QuasiStaticResult, quasi_static_check
 from simkit.physics.stability import StabilityConfig, StabilityResult, check_stability
 from simkit.physics.support import support_margin
 
 __all__ = [
     "FileVerdict",
+    "QuasiStaticResult",
     "StabilityConfig",
     "StabilityResult",
     "assess_files",
     "check_stability",
     "collect_mesh_files",
     "evaluate",
+    "quasi_static_check",
     "support_margin",
 ]

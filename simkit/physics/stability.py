@@ -356,6 +356,12 @@ def check_stability(
     return result
 
 
+def nudge_azimuths(config: StabilityConfig) -> np.ndarray:
+    """(trials,) azimuths (radians) of the nudge directions: evenly spaced, seeded offset."""
+    offset = np.random.default_rng(config.seed).uniform(0.0, 2.0 * math.pi)
+    return offset + 2.0 * math.pi * np.arange(config.trials) / config.trials
+
+
 def _run_trials(p: Any, cid: int, body: _Body, config: StabilityConfig) -> StabilityResult:
     """Simulate every nudge direction on client ``cid`` (an empty world)."""
     from scipy.spatial.transform import Rotation
@@ -370,9 +376,7 @@ def _run_trials(p: Any, cid: int, body: _Body, config: StabilityConfig) -> Stabi
     # Object up (+z) in the principal frame: the tilt is the angle of R_link @ up_local.
     up_local = body.axes[2, :]
 
-    rng = np.random.default_rng(config.seed)
-    offset = rng.uniform(0.0, 2.0 * math.pi)
-    azimuths = offset + 2.0 * math.pi * np.arange(config.trials) / config.trials
+    azimuths = nudge_azimuths(config)
     nudge = math.radians(config.nudge_deg)
     cos_threshold = math.cos(math.radians(config.tilt_threshold_deg))
     max_steps = max(1, int(round(config.sim_time_s / config.time_step_s)))

@@ -69,36 +69,53 @@ def _margin(vertices: np.ndarray, com: np.ndarray, contact_tol: float) -> float:
         raise ValueError(f"centre of mass must be finite, got {com.tolist()}")
     z = vertices[:, 2]
     contact = vertices[z <= z.min() + contact_tol, :2]
-    point = com[:2]
+    return _support_projection(contact, com[:2])[1]
+
+
+def _support_projection(contact: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, float]:
+    """Nearest point of the support set to ``point``, and the signed margin.
+
+    Args:
+        contact: (K, 2) float64 contact points on the ground, K >= 1.
+        point: (2,) float64, the centre of mass's ground projection.
+
+    Returns:
+        ``(q, margin)``: q (2,) is the point of the support set (the convex hull of
+        ``contact``, or its segment or point when degenerate) nearest to ``point``
+        (``point`` itself when inside); margin > 0 is the distance to the boundary from
+        inside, margin <= 0 minus the distance from outside.
+    """
     if len(contact) == 1:
-        return -float(np.linalg.norm(point - contact[0]))
+        return contact[0], -float(np.linalg.norm(point - contact[0]))
     # The contact set's principal spreads tell a polygon from a segment or a point.
-    centred = contact - contact.mean(axis=0)
+    mean = contact.mean(axis=0)
+    centred = contact - mean
     _, spread, axes = np.linalg.svd(centred, full_matrices=False)
     scale = max(float(np.abs(contact).max()), float(spread[0]), 1.0)
     if spread[0] <= _DEGENERATE_RTOL * scale:
-        return -float(np.linalg.norm(point - contact.mean(axis=0)))
+        return mean, -float(np.linalg.norm(point - mean))
     if spread[1] <= _DEGENERATE_RTOL * scale:
         along = centred @ axes[0]
-        a = contact.mean(axis=0) + along.min() * axes[0]
-        b = contact.mean(axis=0) + along.max() * axes[0]
-        return -_point_segment_distance(point, a, b)
+        q = _closest_on_segment(point, mean + along.min() * axes[0], mean + along.max() * axes[0])
+        return q, -float(np.linalg.norm(point - q))
     hull = ConvexHull(contact)
     # hull.equations rows are (n_x, n_y, offset) with unit outward normals: n . p + offset
     # is the signed distance to each edge's line, <= 0 for every edge iff p is inside.
     signed = hull.equations[:, :2] @ point + hull.equations[:, 2]
     if np.all(signed <= 0):
         # Inside a convex polygon the distance to the boundary is that to the nearest line.
-        return float(-signed.max())
+        return point, float(-signed.max())
     ring = contact[hull.vertices]
-    return -min(
-        _point_segment_distance(point, ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))
-    )
+    candidates = [
+        _closest_on_segment(point, ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))
+    ]
+    q = min(candidates, key=lambda c: float(np.linalg.norm(point - c)))
+    return q, -float(np.linalg.norm(point - q))
 
 
-def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """Euclidean distance from point p to segment ab, all (2,) float64."""
+def _closest_on_segment(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The point of segment ab nearest to p, all (2,) float64."""
     ab = b - a
     length2 = float(ab @ ab)
     t = 0.0 if length2 == 0.0 else min(1.0, max(0.0, float((p - a) @ ab) / length2))
-    return float(np.linalg.norm(p - (a + t * ab)))
+    return a + t * ab
