@@ -8,7 +8,12 @@ trials, early stop on a fall or at rest):
 * ~10k-face meshes: procedural shapes subdivided (trimesh) until they pass 10k faces.
 
 Each row runs the same objects with ``evaluate(backend="serial")`` and with the process
-pool (``--workers``), in one run. Not here yet: the DSO MuJoCo peer (see BENCHMARKS.md).
+pool (``--workers``), and, where ``mujoco`` is installed (the ``dev`` extra), with a
+re-implementation of DSO's check as the peer, in one run: one free body per mesh with a
+``type="mesh"`` geom (MuJoCo collides its convex hull), MuJoCo's defaults for density,
+friction and inertia, 10 s at dt = 1 ms, stable iff the final rotation angle
+2 acos(|w|) < 20 degrees (see shared/papers/dso.md). It runs serially, as DSO's one
+process per object does per core.
 
     python scripts/bench/stability.py [--n 36] [--workers 2]
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
@@ -47,14 +53,44 @@ def dense_meshes(n: int, seed: int, min_faces: int = 10_000) -> list[Mesh]:
     return out
 
 
+def dso_mujoco_check(mesh: Mesh) -> bool:
+    """DSO's stability check, re-implemented from the method note (not their code)."""
+    import mujoco
+
+    v = mesh.vertices.detach().cpu().double().numpy()
+    v = v - [0.0, 0.0, v[:, 2].min()]  # lowest vertex on the floor
+    verts = " ".join(f"{x:.9g}" for x in v.ravel())
+    faces = " ".join(str(int(i)) for i in mesh.faces.cpu().numpy().ravel())
+    xml = f"""<mujoco><option timestep="0.001"/>
+      <asset><mesh name="m" vertex="{verts}" face="{faces}"/></asset>
+      <worldbody><geom type="plane" size="100 100 0.1"/>
+        <body><freejoint/><geom type="mesh" mesh="m"/></body></worldbody></mujoco>"""
+    model = mujoco.MjModel.from_xml_string(xml)
+    data = mujoco.MjData(model)
+    mujoco.mj_step(model, data, 10_000)
+    angle = 2.0 * math.degrees(math.acos(min(1.0, abs(float(data.qpos[3])))))
+    return angle < 20.0
+
+
+def dso_rate(objs: list[Mesh]) -> tuple[float, list[bool]] | None:
+    """Objects per second of the DSO peer (serial), and its verdicts; None without mujoco."""
+    try:
+        import mujoco  # noqa: F401
+    except ImportError:
+        return None
+    t0 = time.perf_counter()
+    verdicts = [dso_mujoco_check(m) for m in objs]
+    return len(objs) / (time.perf_counter() - t0), verdicts
+
+
 def rate(
     objs: list[Mesh], config: StabilityConfig, backend: str, workers: int
-) -> tuple[float, int]:
+) -> tuple[float, list[bool]]:
     t0 = time.perf_counter()
     results = evaluate(objs, config, backend=backend, workers=workers, progress=False)
     elapsed = time.perf_counter() - t0
     assert all(r.error is None for r in results), [r.error for r in results if r.error]
-    return len(objs) / elapsed, sum(r.stable for r in results)
+    return len(objs) / elapsed, [r.stable for r in results]
 
 
 def main() -> None:
@@ -77,6 +113,7 @@ def main() -> None:
     )
     print(
         f"{'objects':<22}{'faces':>8}{'serial obj/s':>14}{'pool obj/s':>12}{'per core':>10}{'scaling':>9}"
+        f"{'DSO obj/s':>11}{'vs DSO':>8}{'same verdict':>14}"
     )
     rows = []
     for name, objs in sets.items():
@@ -84,19 +121,20 @@ def main() -> None:
         serial, stable_s = rate(objs, config, "serial", 1)
         pooled, stable_p = rate(objs, config, "process", args.workers)
         assert stable_s == stable_p
+        peer = dso_rate(objs)
+        dso, same = float("nan"), float("nan")
+        if peer is not None:
+            dso = peer[0]
+            same = sum(a == b for a, b in zip(stable_s, peer[1], strict=True)) / len(objs)
         print(
-            f"{name:<22}{faces:>8}{serial:>14.1f}{pooled:>12.1f}{pooled / args.workers:>10.1f}{pooled / serial:>8.2f}x"
+            f"{name:<22}{faces:>8}{serial:>14.1f}{pooled:>12.1f}{pooled / args.workers:>10.1f}"
+            f"{pooled / serial:>8.2f}x{dso:>11.1f}{serial / dso:>7.1f}x{same:>13.1%}"
         )
-        rows.append(
-            {
-                "objects": name,
-                "mean_faces": faces,
-                "serial_per_s": serial,
-                "pool_per_s": pooled,
-                "workers": args.workers,
-                "stable": stable_s,
-            }
-        )
+        rows.append({
+            "objects": name, "mean_faces": faces, "serial_per_s": serial, "pool_per_s": pooled,
+            "workers": args.workers, "stable": sum(stable_s), "dso_mujoco_per_s": dso,
+            "same_verdict_as_dso": same,
+        })  # fmt: skip
     out = {
         "date": date.today().isoformat(),
         "machine": platform.machine(),
