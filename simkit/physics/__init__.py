@@ -12,7 +12,7 @@ from simkit.physics.files import FileVerdict, assess_files, collect_mesh_files
 from simkit.physics.parallel import evaluate
 from simkit.physics.quasistatic import QuasiStaticResult, quasi_static_check
 from simkit.physics.stability import StabilityConfig, StabilityResult, check_stability
-from simkit.physics.support import support_margin
+from simkit.physics.support import support_margin, voxel_support_margin
 
 __all__ = [
     "FileVerdict",
@@ -25,4 +25,5 @@ __all__ = [
     "evaluate",
     "quasi_static_check",
     "support_margin",
+    "voxel_support_margin",
 ]

@@ -11,18 +11,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from scipy.spatial import ConvexHull
+from torch import Tensor
 
-from simkit.geometry import Mesh
+from simkit.geometry import Mesh, VoxelGrid
 
-__all__ = ["support_margin"]
+__all__ = ["support_margin", "voxel_support_margin"]
 
 # Relative size below which the spread of the contact points along an axis counts as zero
 # (the support is a segment or a single point).
 _DEGENERATE_RTOL = 1e-9
 
 
-def support_margin(mesh: Mesh, *, contact_tol: float = 1e-4) -> float:
+def support_margin(mesh: Mesh | VoxelGrid, *, contact_tol: float = 1e-4) -> float | Tensor:
     """Signed distance from the centre of mass's ground projection to the support polygon.
 
     Contact points are the vertices within ``contact_tol`` of the lowest z; the support
@@ -30,6 +32,9 @@ def support_margin(mesh: Mesh, *, contact_tol: float = 1e-4) -> float:
     uniform density. When the contact set is degenerate (collinear points or a single
     point), the support is that segment or point and the margin is minus the distance to
     it, so it is never positive.
+
+    A :class:`~simkit.geometry.VoxelGrid` is handled by :func:`voxel_support_margin`
+    (batched in torch; returns a (B,) tensor).
 
     Args:
         mesh: a watertight :class:`~simkit.geometry.Mesh`, vertices (V, 3) float, metres,
@@ -47,6 +52,8 @@ def support_margin(mesh: Mesh, *, contact_tol: float = 1e-4) -> float:
         ValueError: if ``contact_tol`` is negative or not finite, or the mesh is not a
             closed, outward-wound solid (from :meth:`Mesh.center_of_mass`).
     """
+    if isinstance(mesh, VoxelGrid):
+        return voxel_support_margin(mesh)
     if not isinstance(mesh, Mesh):
         raise TypeError(
             f"support_margin takes a simkit.geometry.Mesh, got {type(mesh).__name__}; "
@@ -59,6 +66,109 @@ def support_margin(mesh: Mesh, *, contact_tol: float = 1e-4) -> float:
     vertices = mesh.vertices.detach().cpu().double().numpy()
     com = mesh.center_of_mass().detach().cpu().double().numpy()
     return _margin(vertices, com, contact_tol)
+
+
+def voxel_support_margin(grid: VoxelGrid) -> Tensor:
+    """Support margins of a batch of voxel objects, in torch on the grid's device.
+
+    Each object rests on its lowest occupied layer; the support polygon is the convex
+    hull of the bottom squares of that layer's voxels, and the centre of mass is the
+    voxels' (exact). The hulls of all grids are built at once by gift wrapping on the
+    integer lattice of square corners (exact arithmetic), then the margin is the
+    distance to the nearest edge line (inside) or minus the distance to the polygon.
+
+    Args:
+        grid: occupancy (B, R, R, R); every grid must hold at least one voxel.
+
+    Returns:
+        (B,) margins in metres, in the grid's float dtype.
+
+    Raises:
+        ValueError: an empty grid.
+    """
+    if not isinstance(grid, VoxelGrid):
+        raise TypeError(f"voxel_support_margin takes a VoxelGrid, got {type(grid).__name__}")
+    occ = grid.binary()
+    com = grid.mass_properties().center_of_mass.to(torch.float64)  # raises on empty grids
+    bsz, res, dev = occ.shape[0], occ.shape[1], occ.device
+    rows = torch.arange(bsz, device=dev)
+    has_layer = occ.any(dim=1).any(dim=1)  # (B, R) over z
+    lowest = torch.where(has_layer, torch.arange(res, device=dev), res).min(dim=1).values
+    bottom = occ[rows, :, :, lowest]  # (B, R, R) over (x, y)
+    corner = torch.zeros(bsz, res + 1, res + 1, dtype=torch.bool, device=dev)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            corner[:, dx : dx + res, dy : dy + res] |= bottom
+    lattice = torch.arange(res + 1, device=dev, dtype=torch.float64)
+    pts = torch.stack(torch.meshgrid(lattice, lattice, indexing="ij"), dim=-1).reshape(-1, 2)
+    hull, count = _gift_wrap(pts, corner.reshape(bsz, -1))
+    pitch = grid.pitch.to(torch.float64)
+    p = (com[:, :2] - grid.origin[:, :2].to(torch.float64)) / pitch[:, None]  # voxel units
+    return (_polygon_margin(hull, count, p) * pitch).to(grid.origin.dtype)
+
+
+def _gift_wrap(pts: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Counter-clockwise convex hulls of masked integer points, batched (Jarvis march).
+
+    Args:
+        pts: (P, 2) float64 points with integer coordinates (exact cross products).
+        mask: (B, P) bool, at least one point per row.
+
+    Returns:
+        hull: (B, H, 2) vertices, padded by repeating the last one; count: (B,) vertices.
+    """
+    bsz = mask.shape[0]
+    big = float(pts.abs().max()) * 4 + 4
+    key = torch.where(mask, pts[:, 0] * big + pts[:, 1], torch.inf)  # lowest x, then lowest y
+    start = key.argmin(dim=1)
+    current = start.clone()
+    vertices = [pts[current]]
+    count = torch.ones(bsz, dtype=torch.long, device=pts.device)
+    done = torch.zeros(bsz, dtype=torch.bool, device=pts.device)
+    for _ in range(mask.shape[1]):
+        c = pts[current]  # (B, 2)
+        cand = current.clone()
+        # Tournament over all points at once: r beats the candidate q when r lies right
+        # of c->q, or on that line farther away; the winner leaves every point on its left.
+        v = pts[None] - c[:, None]  # (B, P, 2)
+        dist = (v * v).sum(-1)
+        for _ in range(mask.shape[1]):
+            q = pts[cand] - c
+            cross = q[:, None, 0] * v[..., 1] - q[:, None, 1] * v[..., 0]
+            qd = (q * q).sum(-1, keepdim=True)
+            beats = mask & ((cross < 0) | ((cross == 0) & (dist > qd))) & (dist > 0)
+            if not bool(beats.any()):
+                break
+            # Move to the beating point that is most clockwise (fewest rounds).
+            score = torch.where(beats, -cross / dist.clamp_min(1e-300).sqrt(), -torch.inf)
+            cand = torch.where(beats.any(dim=1), score.argmax(dim=1), cand)
+        closed = (cand == start) | done
+        count = count + (~closed).long()
+        current = torch.where(closed, current, cand)
+        done = closed
+        vertices.append(pts[current])
+        if bool(done.all()):
+            break
+    return torch.stack(vertices, dim=1), count
+
+
+def _polygon_margin(hull: Tensor, count: Tensor, p: Tensor) -> Tensor:
+    """Signed distance of p (B, 2) to the CCW polygons (B, H, 2) with ``count`` vertices."""
+    h = hull.shape[1]
+    idx = torch.arange(h, device=hull.device)
+    valid = idx[None] < count[:, None]  # (B, H) edges i -> i+1 (mod count)
+    nxt = torch.where(idx[None] + 1 < count[:, None], idx[None] + 1, 0)
+    a = hull
+    b = torch.gather(hull, 1, nxt[..., None].expand(-1, -1, 2))
+    e = b - a
+    length = e.norm(dim=-1).clamp_min(1e-300)
+    w = p[:, None] - a
+    signed = (e[..., 0] * w[..., 1] - e[..., 1] * w[..., 0]) / length  # > 0: left (inside)
+    inside = torch.where(valid, signed, torch.inf).min(dim=1).values
+    t = ((w * e).sum(-1) / (length * length)).clamp(0, 1)
+    seg = (w - t[..., None] * e).norm(dim=-1)
+    outside = -torch.where(valid, seg, torch.inf).min(dim=1).values
+    return torch.where(inside >= 0, inside, outside)
 
 
 def _margin(vertices: np.ndarray, com: np.ndarray, contact_tol: float) -> float:
