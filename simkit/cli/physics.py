@@ -43,6 +43,13 @@ from simkit.cli._common import emit_json, fail_on_value_error, json_option, seed
     show_default=True,
     help="kg/m^3.",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds one object may take before it is reported as timed out.",
+)
 @seed_option
 @json_option
 def stability(
@@ -52,6 +59,7 @@ def stability(
     sim_time: float,
     trials: int,
     density: float,
+    timeout: float,
     seed: int,
     as_json: bool,
 ) -> None:
@@ -61,7 +69,7 @@ def stability(
 
     config = StabilityConfig(sim_time_s=sim_time, trials=trials, density=density, seed=seed)
     verdicts = fail_on_value_error(
-        lambda: assess_files(paths, config, workers=workers, backend=backend)
+        lambda: assess_files(paths, config, workers=workers, backend=backend, timeout_s=timeout)
     )
     if as_json:
         emit_json([v.to_dict() for v in verdicts])

@@ -77,10 +77,19 @@ def assess_files(
     workers: int | None = None,
     backend: Backend = "process",
     progress: bool | None = None,
+    timeout_s: float | None = None,
 ) -> list[FileVerdict]:
-    """Simulate every mesh file under ``paths`` and compute its support margin."""
+    """Simulate every mesh file under ``paths`` and compute its support margin.
+
+    ``workers``, ``backend``, ``progress`` and ``timeout_s`` are :func:`evaluate`'s.
+    """
     files = collect_mesh_files(paths)
     results = evaluate(
-        [str(f) for f in files], config, workers=workers, backend=backend, progress=progress
+        [str(f) for f in files],
+        config,
+        workers=workers,
+        backend=backend,
+        progress=progress,
+        timeout_s=timeout_s,
     )
     return [FileVerdict(str(f), r, _margin(f)) for f, r in zip(files, results, strict=True)]

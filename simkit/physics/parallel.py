@@ -11,6 +11,8 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal
@@ -55,12 +57,41 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _guarded(check: CheckFn, obj: Any, config: StabilityConfig) -> StabilityResult:
-    """Run ``check``; turn any exception into a result with ``error`` set."""
+class _ObjectTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _ObjectTimeout
+
+
+def _guarded(
+    check: CheckFn, obj: Any, config: StabilityConfig, timeout_s: float | None = None
+) -> StabilityResult:
+    """Run ``check``; turn any exception, or running past ``timeout_s``, into an error result.
+
+    The timeout uses SIGALRM, so it applies where that exists and this runs on the main
+    thread (pool workers always do); PyBullet returns to Python after every step, where
+    the alarm is delivered.
+    """
+    use_alarm = (
+        timeout_s is not None
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    previous = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
     try:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, timeout_s)
         return check(obj, config)
+    except _ObjectTimeout:
+        return StabilityResult.from_error(f"timed out after {timeout_s:g} s")
     except Exception as exc:  # noqa: BLE001 - one bad object must not end the batch
         return StabilityResult.from_error(f"{type(exc).__name__}: {exc}")
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def _describe(obj: Any) -> str:
@@ -68,17 +99,22 @@ def _describe(obj: Any) -> str:
 
 
 def _run_serial(
-    check: CheckFn, objs: Sequence[Any], config: StabilityConfig, bar: tqdm
+    check: CheckFn, objs: Sequence[Any], config: StabilityConfig, timeout_s: float | None, bar: tqdm
 ) -> list[StabilityResult]:
     results = []
     for obj in objs:
-        results.append(_guarded(check, obj, config))
+        results.append(_guarded(check, obj, config, timeout_s))
         bar.update()
     return results
 
 
 def _run_pool(
-    check: CheckFn, objs: Sequence[Any], config: StabilityConfig, workers: int, bar: tqdm
+    check: CheckFn,
+    objs: Sequence[Any],
+    config: StabilityConfig,
+    timeout_s: float | None,
+    workers: int,
+    bar: tqdm,
 ) -> list[StabilityResult]:
     """A process pool; when a worker dies, the objects it may have held are retried alone.
 
@@ -95,7 +131,9 @@ def _run_pool(
     with cf.ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_init_worker
     ) as pool:
-        futures = {pool.submit(_guarded, check, obj, config): i for i, obj in enumerate(objs)}
+        futures = {
+            pool.submit(_guarded, check, obj, config, timeout_s): i for i, obj in enumerate(objs)
+        }
         for fut in cf.as_completed(futures):
             i = futures[fut]
             try:
@@ -110,7 +148,7 @@ def _run_pool(
             max_workers=1, mp_context=ctx, initializer=_init_worker
         ) as solo:
             try:
-                results[i] = solo.submit(_guarded, check, objs[i], config).result()
+                results[i] = solo.submit(_guarded, check, objs[i], config, timeout_s).result()
             except BrokenProcessPool:
                 results[i] = StabilityResult.from_error(
                     f"worker process crashed while simulating object {i} ({_describe(objs[i])})"
@@ -120,7 +158,7 @@ def _run_pool(
 
 
 def _run_ray(
-    check: CheckFn, objs: Sequence[Any], config: StabilityConfig, bar: tqdm
+    check: CheckFn, objs: Sequence[Any], config: StabilityConfig, timeout_s: float | None, bar: tqdm
 ) -> list[StabilityResult]:
     """One Ray task per object on the current cluster (``ray.init()`` is called if needed)."""
     try:
@@ -130,7 +168,7 @@ def _run_ray(
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     task = ray.remote(_guarded)
-    refs = [task.remote(check, obj, config) for obj in objs]
+    refs = [task.remote(check, obj, config, timeout_s) for obj in objs]
     results: list[StabilityResult] = []
     for ref in refs:
         try:
@@ -150,6 +188,7 @@ def evaluate(
     workers: int | None = None,
     backend: Backend = "process",
     progress: bool | None = None,
+    timeout_s: float | None = None,
     check: CheckFn = check_worker,
 ) -> list[StabilityResult]:
     """Stability verdicts for a batch of objects, in input order.
@@ -162,6 +201,8 @@ def evaluate(
         backend: ``"serial"``, ``"process"`` (a local pool, each worker with its own
             PyBullet client) or ``"ray"`` (one task per object on a Ray cluster).
         progress: show a progress bar (default: when writing to a terminal).
+        timeout_s: wall-clock seconds one object may take; past it the object gets an
+            ``error`` ("timed out") and the batch goes on. None: no limit.
         check: the per-object function; a picklable ``(obj, config) -> StabilityResult``.
 
     Returns:
@@ -171,6 +212,10 @@ def evaluate(
     config = config or StabilityConfig()
     if backend not in _BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {_BACKENDS}")
+    if timeout_s is not None and not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
+        raise ValueError(
+            f"timeout_s must be a positive number of seconds or None, got {timeout_s!r}"
+        )
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     objs = list(objs)
@@ -180,7 +225,7 @@ def evaluate(
     disable = None if progress is None else not progress
     with tqdm(total=len(objs), desc="stability", unit="object", disable=disable) as bar:
         if backend == "ray":
-            return _run_ray(check, objs, config, bar)
+            return _run_ray(check, objs, config, timeout_s, bar)
         if backend == "serial" or n_workers == 1:
-            return _run_serial(check, objs, config, bar)
-        return _run_pool(check, objs, config, n_workers, bar)
+            return _run_serial(check, objs, config, timeout_s, bar)
+        return _run_pool(check, objs, config, timeout_s, n_workers, bar)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import trimesh
@@ -91,3 +92,23 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="workers"):
         evaluate([], workers=0)
     assert evaluate([]) == []
+
+
+def hang_on_second(obj, config):
+    if int(obj[1]) == 1:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # a stuck simulation, in Python steps
+            time.sleep(0.01)
+    return check_stability(obj[0], config)
+
+
+@pytest.mark.parametrize("backend", ["serial", "process"])
+def test_timeout_costs_one_object(backend):
+    objs = [(m, i) for i, m in enumerate(_objects()[:3])]
+    t0 = time.monotonic()
+    results = evaluate(objs, FAST, backend=backend, workers=2, timeout_s=2.0, check=hang_on_second)
+    assert time.monotonic() - t0 < 30
+    assert results[1].error is not None and "timed out" in results[1].error
+    assert results[0].error is None and results[2].error is None
+    with pytest.raises(ValueError, match="timeout_s"):
+        evaluate(objs, FAST, timeout_s=0)
