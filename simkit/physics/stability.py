@@ -116,12 +116,12 @@ class StabilityConfig:
     trials: int = 4
     seed: int = 0
     collider: str = "hull"
-    rest_time_s: float = 0.5
+    rest_time_s: float = 0.25
     check_every: int = 4
     reference_size_m: float | None = 1.0
     solver_iterations: int = 20
     stop_at_first_fall: bool = True
-    settle_time_s: float = 0.5
+    settle_time_s: float = 0.25
     settle_damping: float = 20.0
 
     def __post_init__(self) -> None:
