@@ -19,7 +19,7 @@ import numpy as np
 from scipy.spatial import ConvexHull
 
 from simkit.geometry import Mesh
-from simkit.physics.stability import StabilityConfig, nudge_azimuths
+from simkit.physics.stability import StabilityConfig, _rotation_matrix, nudge_azimuths
 from simkit.physics.support import _support_projection
 
 __all__ = ["QuasiStaticResult", "quasi_static_check"]
@@ -40,12 +40,6 @@ class QuasiStaticResult:
     stable: bool
     tilt_deg: float
     pivots: int
-
-
-def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
-    k = axis / np.linalg.norm(axis)
-    cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + math.sin(angle) * cross + (1.0 - math.cos(angle)) * (cross @ cross)
 
 
 def _settle(
@@ -83,7 +77,7 @@ def _settle(
         # Tipping by theta about the horizontal axis z x d lowers a point (ahead, height)
         # to height cos(theta) - ahead sin(theta): it lands at theta = atan2(height, ahead).
         theta = float(np.arctan2(height[candidates], ahead[candidates]).min())
-        rot = _rotation(np.array([-d[1], d[0], 0.0]), theta)
+        rot = _rotation_matrix(np.array([-d[1], d[0], 0.0]), theta)
         points = (points - pivot) @ rot.T + pivot
         com = (com - pivot) @ rot.T + pivot
         up = rot @ up
@@ -113,7 +107,7 @@ def quasi_static_check(
     worst_tilt, worst_pivots, stable = 0.0, 0, True
     for azimuth in nudge_azimuths(config):
         rot = (
-            _rotation(np.array([-math.sin(azimuth), math.cos(azimuth), 0.0]), nudge)
+            _rotation_matrix(np.array([-math.sin(azimuth), math.cos(azimuth), 0.0]), nudge)
             if nudge > 0
             else np.eye(3)
         )
