@@ -63,11 +63,21 @@ class FileVerdict:
         }
 
 
-def _margin(path: Path) -> float | None:
+def _load_with_margin(path: Path) -> tuple[Mesh | str, float | None]:
+    """The loaded mesh (or the path, when it does not load) and its support margin.
+
+    Each file is read once: the mesh goes on to the simulation as it is. A file that
+    does not load is passed on as its path, so that its simulation result carries the
+    loader's error, as for any object that cannot be simulated.
+    """
     try:
-        return support_margin(Mesh.load(path))
+        mesh = Mesh.load(path)
+    except Exception:  # noqa: BLE001 - reported in the file's simulation result
+        return str(path), None
+    try:
+        return mesh, float(support_margin(mesh))
     except ValueError:  # open or degenerate mesh: the simulation result carries the error
-        return None
+        return mesh, None
 
 
 def assess_files(
@@ -81,15 +91,22 @@ def assess_files(
 ) -> list[FileVerdict]:
     """Simulate every mesh file under ``paths`` and compute its support margin.
 
+    Each file is loaded once, here; the simulation gets the mesh (reduced to its
+    convex hull and mass properties before it goes to a worker).
+
     ``workers``, ``backend``, ``progress`` and ``timeout_s`` are :func:`evaluate`'s.
     """
     files = collect_mesh_files(paths)
+    loaded = [_load_with_margin(f) for f in files]
     results = evaluate(
-        [str(f) for f in files],
+        [obj for obj, _ in loaded],
         config,
         workers=workers,
         backend=backend,
         progress=progress,
         timeout_s=timeout_s,
     )
-    return [FileVerdict(str(f), r, _margin(f)) for f, r in zip(files, results, strict=True)]
+    return [
+        FileVerdict(str(f), r, margin)
+        for f, (_, margin), r in zip(files, loaded, results, strict=True)
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
 import pytest
 import trimesh
 
@@ -112,3 +113,50 @@ def test_timeout_costs_one_object(backend):
     assert results[0].error is None and results[2].error is None
     with pytest.raises(ValueError, match="timeout_s"):
         evaluate(objs, FAST, timeout_s=0)
+
+
+def test_pool_persists_chunks_keep_order_and_recovers_from_a_crash():
+    from simkit.physics import parallel
+
+    objs = _objects() * 3  # 12 objects, 2 workers: chunks of 2
+    assert parallel._chunk_size(len(objs), 2) == 2
+    serial = evaluate(objs, FAST, backend="serial")
+    first = evaluate(objs, FAST, backend="process", workers=2)
+    pool = parallel._POOL
+    assert pool is not None
+    assert _summary(evaluate(objs, FAST, backend="process", workers=2)) == _summary(serial)
+    assert parallel._POOL is pool  # reused, not restarted
+    assert _summary(first) == _summary(serial)
+    # A crash inside a chunk of two costs the crashing object only, and the broken pool
+    # is replaced by the next call.
+    tagged = [(m, i) for i, m in enumerate(_objects()[:3])] * 3
+    crashed = evaluate(tagged, FAST, backend="process", workers=2, check=crash_on_second)
+    assert [r.error is not None for r in crashed] == [i == 1 for _, i in tagged]
+    assert parallel._POOL is not pool
+    assert _summary(evaluate(objs, FAST, backend="process", workers=2)) == _summary(serial)
+    parallel.shutdown_pool()
+    assert parallel._POOL is None
+
+
+def test_prepared_bodies_give_the_same_results():
+    from simkit.physics.stability import _body, prepare_bodies
+
+    objs = _objects()
+    bad = Mesh.from_trimesh(trimesh.Trimesh(*_open_box()))
+    bodies = prepare_bodies([objs[0], "some/path.obj", bad, objs[1]], FAST.density)
+    assert bodies[1] is None and bodies[2] is None  # prepared where simulated (and errors there)
+    for body, mesh in ((bodies[0], objs[0]), (bodies[3], objs[1])):
+        single = _body(mesh, FAST.density)
+        np.testing.assert_allclose(body.hull, single.hull, atol=1e-9)
+        np.testing.assert_allclose(body.moments, single.moments, rtol=1e-9)
+        assert check_stability(body, FAST).stable == check_stability(mesh, FAST).stable
+    # Mass and moments are linear in density: a body prepared at another density is rescaled.
+    other = StabilityConfig(sim_time_s=2.0, trials=2, density=2000.0)
+    assert _summary([check_stability(bodies[0], other)]) == _summary(
+        [check_stability(objs[0], other)]
+    )
+
+
+def _open_box():
+    box = trimesh.creation.box((0.2, 0.2, 0.2))
+    return box.vertices, box.faces[:-2]  # two faces removed: not watertight

@@ -296,3 +296,46 @@ def test_error_result_is_explicit_and_json_safe() -> None:
     assert data["tilt_deg"] is None and data["final_position"] == [None, None, None]
     with pytest.raises(ValueError, match="message"):
         StabilityResult.from_error("")
+
+
+def test_assess_files_reads_each_file_once(tmp_path, monkeypatch) -> None:
+    from simkit.physics.files import assess_files
+
+    _l_bracket(1.0).save(tmp_path / "bracket.obj")
+    _table((0, 1, 2, 3)).save(tmp_path / "table.obj")
+    (tmp_path / "broken.obj").write_text("v 0 0 0\nf 1 1 1\n")
+    calls = []
+    load = Mesh.load
+
+    def counting_load(path, *args, **kwargs):
+        calls.append(str(path))
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(Mesh, "load", staticmethod(counting_load))
+    verdicts = assess_files([tmp_path], StabilityConfig(trials=2), backend="serial")
+    by_name = {v.file.rsplit("/", 1)[-1]: v for v in verdicts}
+    assert not by_name["bracket.obj"].result.stable
+    assert by_name["table.obj"].result.stable and by_name["table.obj"].support_margin_m > 0
+    broken = by_name["broken.obj"]
+    assert broken.result.error is not None and broken.support_margin_m is None
+    # One read per good file; a file that fails to load is retried where it is simulated
+    # (so that its result carries the loader's error).
+    assert sorted(c.rsplit("/", 1)[-1] for c in calls if "broken" not in c) == [
+        "bracket.obj",
+        "table.obj",
+    ]
+
+
+def test_rotation_helpers_match_scipy():
+    from scipy.spatial.transform import Rotation
+
+    from simkit.physics.stability import _quat_from_matrix, _rotation_matrix
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        axis, angle = rng.normal(size=3) * rng.uniform(0.1, 5), rng.uniform(-math.pi, math.pi)
+        want = Rotation.from_rotvec(axis / np.linalg.norm(axis) * angle)
+        np.testing.assert_allclose(_rotation_matrix(axis, angle), want.as_matrix(), atol=1e-12)
+        q = np.array(_quat_from_matrix(want.as_matrix()))
+        ref = want.as_quat()
+        np.testing.assert_allclose(q * np.sign(q @ ref), ref, atol=1e-12)  # q and -q agree
