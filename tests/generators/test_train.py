@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -179,26 +180,24 @@ def test_torchrun_with_two_gloo_ranks(tmp_path):
     cfg = tmp_path / "ddp.json"
     cfg.write_text(json.dumps({k: v for k, v in config.to_dict().items()}))
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--standalone",
-            "-m",
-            "generators.train",
-            "--config",
-            str(cfg),
-        ],
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["--standalone", "-m", "generators.train", "--config", str(cfg)]
+    # its own session, so that a hang is cleaned up whole (torchrun and both ranks)
+    with subprocess.Popen(
+        cmd,
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+        start_new_session=True,
+    ) as proc:
+        try:
+            _, stderr = proc.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    assert proc.returncode == 0, stderr[-3000:]
     state = _state(config)
     assert state["step"] == 3 and state["world_size"] == 2 and len(state["generators"]) == 2
     # the two ranks drew different batches (their generator states differ)
