@@ -1,0 +1,192 @@
+"""DPO, DRO, the bounded KTO-style variant and SFT in the sigma-parameterisation."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from generators.align import dpo_loss, dro_loss, kto_loss, per_sample_losses, sft_loss
+from generators.models import Denoiser, VoxelUNet3D
+from generators.pfgmpp import sample_noise
+
+
+@pytest.fixture
+def policy():
+    torch.manual_seed(0)
+    model = VoxelUNet3D(
+        resolution=8,
+        block_channels=(8, 16),
+        attention_levels=(False, True),
+        embedding_dim=16,
+        num_classes=2,
+        norm_groups=4,
+    )
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    return model
+
+
+def _data(n=6, seed=0):
+    """Alternating standing (a squat block) and falling (an inverted L) shapes, each
+    with a few random voxels flipped."""
+    from tests.generators._oracle import blocks
+
+    block = blocks(8, (slice(1, 7), slice(1, 7), slice(0, 3)))
+    overhang = blocks(
+        8, (slice(0, 2), slice(3, 5), slice(0, 6)), (slice(0, 8), slice(3, 5), slice(6, 8))
+    )
+    g = torch.Generator().manual_seed(seed)
+    xs = []
+    for i in range(n):
+        base = (block if i % 2 == 0 else overhang).clone()
+        flip = torch.rand(base.shape, generator=g) < 0.05
+        xs.append(torch.where(flip, -base, base))
+    return torch.stack(xs), torch.tensor([True, False] * (n // 2))
+
+
+def _fixed(x, D=32.0, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.exp(torch.linspace(-2, 1, x.shape[0])), sample_noise(tuple(x.shape), 1.0, D, g)
+
+
+def test_dpo_is_log2_when_policy_equals_reference(policy):
+    x, _ = _data()
+    out = dpo_loss(
+        Denoiser(policy),
+        Denoiser(copy.deepcopy(policy)),
+        x[:3],
+        x[3:],
+        D=32.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert out.loss.item() == pytest.approx(math.log(2), abs=1e-6)
+    assert out.metrics["margin"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_dpo_shares_sigma_and_noise_between_winner_and_loser(policy):
+    """With identical winner and loser the bracket is exactly zero for any policy: only
+    true if both saw the same sigma and the same noise."""
+    x, _ = _data()
+    ref = copy.deepcopy(policy)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.01)
+    out = dpo_loss(
+        Denoiser(policy),
+        Denoiser(ref),
+        x[:3],
+        x[:3],
+        D=8.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert out.loss.item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_dpo_gradient_lowers_winner_loss_relative_to_loser(policy):
+    x, _ = _data()
+    xw, xl = x[:3], x[3:]
+    ref = Denoiser(copy.deepcopy(policy))
+    pol = Denoiser(policy)
+    sigma, noise = _fixed(xw)
+
+    def gap():
+        with torch.no_grad():
+            return (
+                (
+                    per_sample_losses(pol, xw, sigma, noise, D=32.0)
+                    - per_sample_losses(pol, xl, sigma, noise, D=32.0)
+                )
+                .mean()
+                .item()
+            )
+
+    before = gap()
+    opt = torch.optim.SGD(policy.parameters(), lr=1e-3)
+    out = dpo_loss(pol, ref, xw, xl, D=32.0, beta=10.0, sigma=sigma, noise=noise)
+    out.loss.backward()
+    opt.step()
+    assert gap() < before
+    after = dpo_loss(pol, ref, xw, xl, D=32.0, beta=10.0, sigma=sigma, noise=noise)
+    assert after.loss.item() < math.log(2) and after.metrics["implicit_accuracy"] > 0
+
+
+@pytest.mark.parametrize("sigma_value", [0.2, 1.0, 5.0])
+def test_one_dro_step_lowers_winners_loss_and_raises_losers(sigma_value):
+    """From a freshly initialised denoiser (output layers at zero, as a model starts),
+    one SGD step on DRO moves each class's loss the way the objective says."""
+    torch.manual_seed(0)
+    model = VoxelUNet3D(
+        resolution=8,
+        block_channels=(8, 16),
+        attention_levels=(False, True),
+        embedding_dim=16,
+        num_classes=2,
+        norm_groups=4,
+    )
+    x, stands = _data()
+    labels = (~stands).long()  # the block is class 0, the overhang class 1
+    pol = Denoiser(model)
+    sigma = torch.full((6,), sigma_value)
+    noise = sample_noise(tuple(x.shape), 1.0, 32.0, torch.Generator().manual_seed(1))
+
+    def losses():
+        with torch.no_grad():
+            return per_sample_losses(pol, x, sigma, noise, D=32.0, class_labels=labels)
+
+    before = losses()
+    out = dro_loss(pol, x, stands, D=32.0, sigma=sigma, noise=noise, class_labels=labels)
+    torch.testing.assert_close(out.loss, before[stands].mean() - before[~stands].mean())
+    out.loss.backward()
+    torch.optim.SGD(model.parameters(), lr=1e-2).step()
+    after = losses()
+    assert after[stands].mean() < before[stands].mean()
+    assert after[~stands].mean() > before[~stands].mean()
+
+
+def test_kto_is_bounded_and_saturates(policy):
+    """Each term lies in [0, 1]: a policy that denoises losers arbitrarily badly cannot
+    push the loss below 0 (DRO's loser term can), and its gradient vanishes there."""
+    x, stands = _data()
+    ref = Denoiser(copy.deepcopy(policy))
+    sigma, noise = _fixed(x)
+    same = kto_loss(Denoiser(policy), ref, x, stands, D=32.0, sigma=sigma, noise=noise)
+    assert same.loss.item() == pytest.approx(0.5, abs=1e-6)  # 1 - sigmoid(0)
+
+    def bad_on_losers(xn, s, class_labels=None):
+        good = ref(xn, s)
+        return torch.where(stands.reshape(-1, 1, 1, 1, 1), good, good + 100.0 * scale)
+
+    scale = torch.ones((), requires_grad=True)
+    out = kto_loss(bad_on_losers, ref, x, stands, D=32.0, beta=50.0, sigma=sigma, noise=noise)
+    assert 0.0 <= out.loss.item() <= 1.0
+    out.loss.backward()
+    assert abs(scale.grad.item()) < 1e-6
+    dro = dro_loss(bad_on_losers, x, stands, D=32.0, sigma=sigma, noise=noise)
+    assert dro.loss.item() < -1e3  # the unbounded objective runs away
+
+
+def test_sft_uses_only_standing_samples(policy):
+    x, stands = _data()
+    pol = Denoiser(policy)
+    sigma, noise = _fixed(x)
+    out = sft_loss(pol, x, stands, D=None, sigma=sigma, noise=noise)
+    with torch.no_grad():
+        want = per_sample_losses(pol, x, sigma, noise, D=None)[stands].mean()
+    torch.testing.assert_close(out.loss.detach(), want)
+    none = sft_loss(pol, x, torch.zeros(6, dtype=torch.bool), D=None, sigma=sigma, noise=noise)
+    assert none.loss.item() == 0.0
+
+
+def test_bad_inputs(policy):
+    x, stands = _data()
+    pol = Denoiser(policy)
+    with pytest.raises(ValueError, match="same shape"):
+        dpo_loss(pol, pol, x[:3], x[:2], D=None)
+    with pytest.raises(ValueError, match="labels for 6 samples"):
+        dro_loss(pol, x, stands[:4], D=None)
+    with pytest.raises(ValueError, match="beta"):
+        kto_loss(pol, pol, x, stands, D=None, beta=0.0)
