@@ -56,3 +56,47 @@ def blocks(resolution: int, *boxes: tuple[slice, slice, slice]) -> torch.Tensor:
     for box in boxes:
         occ[box] = 1
     return (2 * occ - 1)[None]
+
+
+class MixtureOracleUNet(ModelMixin, ConfigMixin):
+    """The exact F for data that is a mixture of K objects per class (equal weights).
+
+    D(x, sigma) is the posterior mean over the class's atoms
+    (:func:`generators.pfgmpp.ideal_denoiser`), so exact sampling lands on one atom per
+    sample, chosen by the prior draw with probability 1/K: a class can then hold both
+    standing and falling samples.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        resolution: int = 8,
+        num_classes: int = 2,
+        atoms_per_class: int = 2,
+        sigma_data: float = 0.5,
+        D: float | None = 128.0,
+        in_channels: int = 1,
+    ):
+        super().__init__()
+        r = resolution
+        self.atoms = nn.Parameter(torch.full((num_classes + 1, atoms_per_class, 1, r, r, r), -1.0))
+
+    def forward(self, sample, timestep, class_labels=None, return_dict=True):
+        from generators.pfgmpp import ideal_denoiser
+
+        sigma = torch.exp(4 * torch.as_tensor(timestep, dtype=torch.float64)).reshape(-1)
+        sigma = sigma.expand(sample.shape[0])
+        s = edm_scalings(sigma, self.config.sigma_data)
+        shape = (-1, 1, 1, 1, 1)
+        x = sample.double() / s.c_in.reshape(shape)
+        d = torch.stack(
+            [
+                ideal_denoiser(
+                    x[i : i + 1], sigma[i : i + 1], self.atoms[c].double(), None, self.config.D
+                )[0]
+                for i, c in enumerate(class_labels.tolist())
+            ]
+        )
+        f = (d - s.c_skip.reshape(shape) * x) / s.c_out.reshape(shape)
+        out = f.to(sample.dtype)
+        return type("Out", (), {"sample": out})() if return_dict else (out,)

@@ -1,0 +1,236 @@
+"""Collect samples and the simulator's verdicts on them: the data of DSO's fine-tuning.
+
+:func:`collect` draws K samples per condition (family label) from a
+:class:`~generators.pipeline.ShapePipeline`, each from its own seed (so any one sample
+can be redrawn alone), judges them with :func:`simkit.physics.evaluate` in parallel,
+and writes a dataset folder:
+
+* ``manifest.json``: the settings and one record per sample (index, condition, label,
+  seed, valid, stable, tilt, support margin, error);
+* ``chunk_NNNNN.pt``: the samples' occupancies, (n, R, R, R) bool, chunk by chunk.
+
+Every file is written atomically and the manifest last, after its chunk: an interrupted
+collection resumes at the first chunk the manifest does not list, and gives the same
+dataset as an uninterrupted one. Samples are stored as occupancy (what the simulator
+judged) rather than the continuous ODE output; ``2 * occ - 1`` is the training sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from simkit.io import atomic_write, write_json
+
+__all__ = ["CollectConfig", "Collection", "SampleRecord", "collect", "load_collection"]
+
+log = logging.getLogger(__name__)
+
+_MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Settings of :func:`collect`.
+
+    Attributes:
+        out: dataset folder.
+        samples_per_condition: K, samples drawn for each condition.
+        conditions: family names to condition on (None: all the pipeline's families).
+        seed: base seed; sample i (in condition-major order) uses seed ``seed + i``.
+        steps: solver steps per sample.
+        chunk_size: samples drawn, judged and written together (the resume unit).
+        workers: simulation processes (None: all cores).
+        backend: "process", "serial" or "ray" (see :func:`simkit.physics.evaluate`).
+    """
+
+    out: str | os.PathLike[str]
+    samples_per_condition: int = 8
+    conditions: tuple[str, ...] | None = None
+    seed: int = 0
+    steps: int = 18
+    chunk_size: int = 64
+    workers: int | None = None
+    backend: str = "process"
+
+    def __post_init__(self) -> None:
+        for name in ("samples_per_condition", "steps", "chunk_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        if isinstance(self.conditions, list):
+            object.__setattr__(self, "conditions", tuple(self.conditions))
+
+    def settings(self) -> dict[str, Any]:
+        """What must match for a collection to be resumed (everything but out/workers)."""
+        d = asdict(self)
+        for key in ("out", "workers", "backend"):
+            d.pop(key)
+        d["conditions"] = list(d["conditions"]) if d["conditions"] else None
+        return d
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """One collected sample and its verdict (``stable`` None when it could not be judged)."""
+
+    index: int
+    condition: str
+    label: int
+    seed: int
+    valid: bool
+    stable: bool | None
+    tilt_deg: float | None
+    support_margin: float | None
+    error: str | None
+
+
+@dataclass
+class Collection:
+    """A loaded dataset: the records and the (n, R, R, R) bool occupancies."""
+
+    records: list[SampleRecord]
+    occupancy: Tensor
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def fraction_stable(self) -> float:
+        judged = [r.stable for r in self.records if r.stable is not None]
+        return sum(judged) / len(judged) if judged else float("nan")
+
+
+def _plan(config: CollectConfig, families: tuple[str, ...]) -> list[tuple[str, int, int]]:
+    """(condition, label, seed) for every sample, condition-major."""
+    conditions = config.conditions or families
+    if not families:
+        raise ValueError(
+            "the pipeline has no families (an unconditional model): nothing to condition on"
+        )
+    unknown = [c for c in conditions if c not in families]
+    if unknown:
+        raise ValueError(f"unknown conditions {unknown}; the pipeline knows {list(families)}")
+    k = config.samples_per_condition
+    return [
+        (c, families.index(c), config.seed + ci * k + j)
+        for ci, c in enumerate(conditions)
+        for j in range(k)
+    ]
+
+
+def _read_manifest(out: Path) -> dict[str, Any] | None:
+    import json
+
+    path = out / _MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def collect(pipeline: Any, config: CollectConfig, *, progress: bool = True) -> Collection:
+    """Draw, judge and store samples (resuming a partial collection in ``config.out``).
+
+    Raises:
+        ValueError: ``out`` holds a collection made with other settings.
+    """
+    from simkit.physics import StabilityConfig, evaluate, support_margin
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = _plan(config, pipeline.families)
+    manifest = _read_manifest(out)
+    settings = config.settings()
+    if manifest is not None and manifest["settings"] != settings:
+        raise ValueError(
+            f"{out} holds a collection with other settings ({manifest['settings']}); "
+            f"use another folder"
+        )
+    records: list[dict[str, Any]] = [] if manifest is None else manifest["records"]
+    chunks: list[str] = [] if manifest is None else manifest["chunks"]
+    res = pipeline.unet.config.resolution
+    channels = pipeline.unet.config.in_channels
+    stability = StabilityConfig(seed=config.seed)
+
+    bar = tqdm(
+        total=len(plan), initial=len(records), desc="collect", disable=(not progress) or None
+    )
+    for start in range(len(records), len(plan), config.chunk_size):
+        part = plan[start : start + config.chunk_size]
+        latents = torch.cat(
+            [
+                pipeline.scheduler.sample_prior(
+                    (1, channels, res, res, res), generator=torch.Generator().manual_seed(seed)
+                )
+                for _, _, seed in part
+            ]
+        )
+        result = pipeline(
+            batch_size=len(part),
+            num_inference_steps=config.steps,
+            class_labels=[label for _, label, _ in part],
+            latents=latents,
+            output_type="mesh",
+        )
+        present = [i for i, m in enumerate(result.meshes) if m is not None]
+        verdicts = evaluate(
+            [result.meshes[i] for i in present],
+            stability,
+            workers=config.workers,
+            backend=config.backend,
+            progress=False,
+        )
+        by_index = dict(zip(present, verdicts, strict=True))
+        for i, (condition, label, seed) in enumerate(part):
+            v = by_index.get(i)
+            margin = None
+            if v is not None and v.error is None:
+                try:
+                    margin = float(support_margin(result.meshes[i]))
+                except ValueError:
+                    margin = None
+            records.append(
+                asdict(
+                    SampleRecord(
+                        index=start + i,
+                        condition=condition,
+                        label=label,
+                        seed=seed,
+                        valid=bool(result.valid[i]),
+                        stable=None if v is None or v.error else bool(v.stable),
+                        tilt_deg=None if v is None or v.error else float(v.tilt_deg),
+                        support_margin=margin,
+                        error="empty sample" if v is None else v.error,
+                    )
+                )
+            )
+        name = f"chunk_{start // config.chunk_size:05d}.pt"
+        with atomic_write(out / name) as fh:
+            torch.save({"occupancy": result.voxels.occupancy.cpu()}, fh)
+        chunks.append(name)
+        write_json(out / _MANIFEST, {"settings": settings, "chunks": chunks, "records": records})
+        bar.update(len(part))
+    bar.close()
+    return load_collection(out)
+
+
+def load_collection(folder: str | os.PathLike[str]) -> Collection:
+    """Read a dataset written by :func:`collect` (tensors with ``weights_only=True``)."""
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    if manifest is None:
+        raise FileNotFoundError(f"no {_MANIFEST} in {folder}: not a collection")
+    parts = [
+        torch.load(folder / name, weights_only=True)["occupancy"] for name in manifest["chunks"]
+    ]
+    occupancy = torch.cat(parts) if parts else torch.zeros(0, 1, 1, 1, dtype=torch.bool)
+    records = [SampleRecord(**r) for r in manifest["records"]]
+    if occupancy.shape[0] != len(records):
+        raise ValueError(
+            f"{folder}: {len(records)} records but {occupancy.shape[0]} stored samples"
+        )
+    return Collection(records=records, occupancy=occupancy, settings=manifest["settings"])

@@ -1,0 +1,107 @@
+"""Collecting samples with verdicts, resuming, and building DPO pairs / balanced singles."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from generators.align.collect import CollectConfig, collect, load_collection
+from generators.align.data import balanced_singles, preference_pairs
+from generators.pipeline import ShapePipeline
+from generators.schedulers import PFGMPPScheduler
+from tests.generators._oracle import MixtureOracleUNet, blocks
+
+R = 8
+BLOCK = blocks(R, (slice(1, 7), slice(1, 7), slice(0, 3)))
+POST = blocks(R, (slice(3, 5), slice(3, 5), slice(0, 5)), (slice(2, 6), slice(2, 6), slice(0, 1)))
+OVERHANG = blocks(
+    R, (slice(0, 2), slice(3, 5), slice(0, 6)), (slice(0, 8), slice(3, 5), slice(6, 8))
+)
+
+
+@pytest.fixture
+def pipe():
+    """Class "mixed": a block (stands) or an overhang (falls); "stands": block or post."""
+    unet = MixtureOracleUNet(resolution=R, num_classes=2, atoms_per_class=2, D=128.0)
+    with torch.no_grad():
+        unet.atoms[0, 0], unet.atoms[0, 1] = BLOCK, OVERHANG
+        unet.atoms[1, 0], unet.atoms[1, 1] = BLOCK, POST
+    p = ShapePipeline(unet=unet, scheduler=PFGMPPScheduler(D=128.0), families=["mixed", "stands"])
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def _config(tmp_path, **kw):
+    base = dict(
+        out=tmp_path / "c",
+        samples_per_condition=6,
+        steps=6,
+        chunk_size=4,
+        workers=1,
+        backend="serial",
+    )
+    base.update(kw)
+    return CollectConfig(**base)
+
+
+def test_collect_records_true_verdicts_and_seeds(pipe, tmp_path):
+    col = collect(pipe, _config(tmp_path), progress=False)
+    assert len(col.records) == 12 and col.occupancy.shape == (12, R, R, R)
+    for r, occ in zip(col.records, col.occupancy, strict=True):
+        shape = (
+            "block"
+            if torch.equal(occ, BLOCK[0] > 0)
+            else (
+                "overhang"
+                if torch.equal(occ, OVERHANG[0] > 0)
+                else "post"
+                if torch.equal(occ, POST[0] > 0)
+                else "?"
+            )
+        )
+        assert shape != "?"  # exact sampling: every sample is one of its class's atoms
+        assert r.condition == ("mixed" if r.index < 6 else "stands")
+        assert r.stable == (shape != "overhang"), (r, shape)
+    mixed = [r.stable for r in col.records[:6]]
+    assert any(mixed) and not all(mixed)  # the prior chose both atoms
+    assert [r.seed for r in col.records] == list(range(12))
+
+
+def test_an_interrupted_collection_resumes_to_the_same_data(pipe, tmp_path):
+    whole = collect(pipe, _config(tmp_path / "a"), progress=False)
+    cfg = _config(tmp_path / "b")
+    collect(pipe, cfg, progress=False)
+    manifest = json.loads((tmp_path / "b" / "c" / "manifest.json").read_text())
+    # simulate a crash after the first chunk: drop the later chunks from the manifest
+    manifest["records"] = manifest["records"][:4]
+    manifest["chunks"] = manifest["chunks"][:1]
+    (tmp_path / "b" / "c" / "manifest.json").write_text(json.dumps(manifest))
+    resumed = collect(pipe, cfg, progress=False)
+    assert resumed.records == whole.records
+    assert torch.equal(resumed.occupancy, whole.occupancy)
+    with pytest.raises(ValueError, match="other settings"):
+        collect(pipe, _config(tmp_path / "b", seed=5), progress=False)
+
+
+def test_pairs_drop_conditions_that_all_stand_or_all_fall(pipe, tmp_path):
+    col = collect(pipe, _config(tmp_path), progress=False)
+    pairs = preference_pairs(col)
+    assert pairs.dropped == ("stands",)  # block or post: every sample stands
+    stable = {r.index: r.stable for r in col.records}
+    cond = {r.index: r.condition for r in col.records}
+    assert len(pairs) > 0
+    for w, lo in zip(pairs.winners.tolist(), pairs.losers.tolist(), strict=True):
+        assert stable[w] and not stable[lo] and cond[w] == cond[lo] == "mixed"
+    idx, stands = balanced_singles(col)
+    assert int(stands.sum()) == int((~stands).sum()) > 0
+    assert all(stable[i] == s for i, s in zip(idx.tolist(), stands.tolist(), strict=True))
+    assert load_collection(tmp_path / "c").records == col.records
+
+
+def test_bad_conditions_are_named(pipe, tmp_path):
+    with pytest.raises(ValueError, match="unknown conditions \\['mug'\\]"):
+        collect(pipe, _config(tmp_path, conditions=("mug",)), progress=False)
+    with pytest.raises(FileNotFoundError):
+        load_collection(tmp_path / "nothing")
