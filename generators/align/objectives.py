@@ -67,12 +67,21 @@ class ObjectiveOutput:
 
 
 def _noise_levels(
-    x0: Tensor, D: float | None, generator: torch.Generator | None, p_mean: float, p_std: float
+    x0: Tensor,
+    D: float | None,
+    generator: torch.Generator | None,
+    p_mean: float,
+    p_std: float,
+    sigma: Tensor | None = None,
+    noise: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    sigma = sample_training_sigma(
-        x0.shape[0], p_mean=p_mean, p_std=p_std, generator=generator, dtype=x0.dtype
-    ).to(x0.device)
-    noise = sample_noise(tuple(x0.shape), 1.0, D, generator, dtype=x0.dtype).to(x0.device)
+    """The given (B,) sigma and (B, ...) unit noise, or fresh draws for those not given."""
+    if sigma is None:
+        sigma = sample_training_sigma(
+            x0.shape[0], p_mean=p_mean, p_std=p_std, generator=generator, dtype=x0.dtype
+        ).to(x0.device)
+    if noise is None:
+        noise = sample_noise(tuple(x0.shape), 1.0, D, generator, dtype=x0.dtype).to(x0.device)
     return sigma, noise
 
 
@@ -150,10 +159,7 @@ def dpo_loss(
     _check_pair(x_w, x_l)
     if not beta > 0:
         raise ValueError(f"beta must be positive, got {beta!r}")
-    if sigma is None or noise is None:
-        sigma_d, noise_d = _noise_levels(x_w, D, generator, p_mean, p_std)
-        sigma = sigma_d if sigma is None else sigma
-        noise = noise_d if noise is None else noise
+    sigma, noise = _noise_levels(x_w, D, generator, p_mean, p_std, sigma, noise)
     kw = dict(D=D, sigma_data=sigma_data, **denoiser_kwargs)
     both = torch.cat([x_w, x_l])
     s2, n2 = torch.cat([sigma, sigma]), torch.cat([noise, noise])
@@ -190,10 +196,7 @@ def dro_loss(
     """DSO's DRO: ``mean L(standing) - mean L(falling)`` (each class averaged on its own,
     so the batch is balanced whatever its mix; a class absent from the batch adds 0)."""
     stands = _check_labels(x0, stands)
-    if sigma is None or noise is None:
-        sigma_d, noise_d = _noise_levels(x0, D, generator, p_mean, p_std)
-        sigma = sigma_d if sigma is None else sigma
-        noise = noise_d if noise is None else noise
+    sigma, noise = _noise_levels(x0, D, generator, p_mean, p_std, sigma, noise)
     losses = per_sample_losses(
         policy, x0, sigma, noise, D=D, sigma_data=sigma_data, **denoiser_kwargs
     )
@@ -231,10 +234,7 @@ def kto_loss(
     stands = _check_labels(x0, stands)
     if not beta > 0:
         raise ValueError(f"beta must be positive, got {beta!r}")
-    if sigma is None or noise is None:
-        sigma_d, noise_d = _noise_levels(x0, D, generator, p_mean, p_std)
-        sigma = sigma_d if sigma is None else sigma
-        noise = noise_d if noise is None else noise
+    sigma, noise = _noise_levels(x0, D, generator, p_mean, p_std, sigma, noise)
     kw = dict(D=D, sigma_data=sigma_data, **denoiser_kwargs)
     policy_l = per_sample_losses(policy, x0, sigma, noise, **kw)
     with torch.no_grad():
@@ -268,10 +268,7 @@ def sft_loss(
 ) -> ObjectiveOutput:
     """The denoising loss on standing samples only (falling ones are ignored)."""
     stands = _check_labels(x0, stands)
-    if sigma is None or noise is None:
-        sigma_d, noise_d = _noise_levels(x0, D, generator, p_mean, p_std)
-        sigma = sigma_d if sigma is None else sigma
-        noise = noise_d if noise is None else noise
+    sigma, noise = _noise_levels(x0, D, generator, p_mean, p_std, sigma, noise)
     losses = per_sample_losses(
         policy, x0, sigma, noise, D=D, sigma_data=sigma_data, **denoiser_kwargs
     )
