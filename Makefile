@@ -8,7 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/bin/simkit demo --out out/demo
+	$(VENV)/bin/simkit generate --n 16 --out out/generate
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q
@@ -21,3 +21,5 @@ lint: setup
 
 bench: setup
 	$(PY) scripts/bench/geometry.py
+	$(PY) scripts/bench/samplers.py
+	$(PY) scripts/bench/generator.py

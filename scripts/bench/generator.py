@@ -31,7 +31,12 @@ import torch
 
 from generators.generate import checkpoint_path, load_pipeline
 from simkit.geometry import VoxelGrid
-from simkit.geometry.metrics import pairwise_chamfer, set_metrics
+from simkit.geometry.metrics import (
+    coverage,
+    minimum_matching_distance,
+    one_nn_accuracy,
+    pairwise_chamfer,
+)
 from simkit.physics import StabilityConfig, evaluate
 from simkit.shapes import FAMILIES, dataset
 
@@ -55,9 +60,11 @@ def _family_accuracy(d: torch.Tensor, labels: torch.Tensor, ref_labels: torch.Te
     return float((ref_labels[d.argmin(1)] == labels).float().mean())
 
 
-def _row(name, clouds, labels, meshes, valid, ref_clouds, ref_labels, workers, seconds):
-    m = set_metrics(clouds, ref_clouds)
-    d = pairwise_chamfer(clouds, ref_clouds)
+def _row(name, clouds, labels, meshes, valid, ref_clouds, ref_labels, d_rr, workers, seconds):
+    """Metrics of one generated (or floor) set against the references; ``d_rr`` is the
+    references' own distance matrix, computed once for all rows."""
+    d_sr = pairwise_chamfer(clouds, ref_clouds)
+    d_ss = pairwise_chamfer(clouds, clouds)
     present = [mm for mm in meshes if mm is not None]
     verdicts = evaluate(present, StabilityConfig(), workers=workers, backend="process")
     stands = sum(bool(v.stable) for v in verdicts if v.error is None)
@@ -65,14 +72,14 @@ def _row(name, clouds, labels, meshes, valid, ref_clouds, ref_labels, workers, s
     for k, fam in enumerate(FAMILIES):
         sel = labels == k
         if sel.any():
-            per_family[fam] = _family_accuracy(d[sel], labels[sel], ref_labels)
+            per_family[fam] = _family_accuracy(d_sr[sel], labels[sel], ref_labels)
     return {
         "name": name,
         "n": len(meshes),
-        "mmd_cd": m.mmd,
-        "cov_cd": m.cov,
-        "one_nna_cd": m.one_nna,
-        "family_accuracy": _family_accuracy(d, labels, ref_labels),
+        "mmd_cd": float(minimum_matching_distance(d_sr)),
+        "cov_cd": float(coverage(d_sr)),
+        "one_nna_cd": float(one_nn_accuracy(d_ss, d_rr, d_sr)),
+        "family_accuracy": _family_accuracy(d_sr, labels, ref_labels),
         "family_accuracy_per_family": per_family,
         "valid": float(valid.float().mean()),
         "stands": stands / len(meshes),
@@ -85,8 +92,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--per-family", type=int, default=16)
-    ap.add_argument("--points", type=int, default=512)
+    ap.add_argument("--per-family", type=int, default=12)
+    ap.add_argument("--points", type=int, default=256)
     ap.add_argument("--steps", type=int, default=18)
     ap.add_argument("--seed", type=int, default=1000, help="sampling seed (held out)")
     ap.add_argument("--ref-seed", type=int, default=777, help="held-out procedural data seed")
@@ -99,6 +106,7 @@ def main() -> None:
     floor = dataset(n, 16, seed=args.ref_seed + 1)
     ref_grid = VoxelGrid(ref.voxels > 0.5, origin=(0.0, 0.0, 0.0), pitch=1 / 16)
     ref_clouds, _ = _clouds(ref_grid, args.points, 0)
+    d_rr = pairwise_chamfer(ref_clouds, ref_clouds)
 
     rows = []
     floor_grid = VoxelGrid(floor.voxels > 0.5, origin=(0.0, 0.0, 0.0), pitch=1 / 16)
@@ -113,30 +121,39 @@ def main() -> None:
             counts == 1,
             ref_clouds,
             ref.labels,
+            d_rr,
             args.workers,
             0.0,
         )
     )
 
-    settings = [("heun", 18), ("dpmpp_2m", 10), ("euler", 18)]
-    for solver, steps in settings:
+    # (solver, steps, classifier-free guidance weight)
+    settings = [("heun", 18, 1.0), ("dpmpp_2m", 10, 1.0), ("euler", 18, 1.0), ("heun", 18, 2.0)]
+    for solver, steps, guidance in settings:
         pipe = load_pipeline(args.checkpoint, solver=solver)
         labels = floor.labels  # the same balanced family order
         g = torch.Generator().manual_seed(args.seed)
         t0 = time.perf_counter()
-        out = pipe(batch_size=n, num_inference_steps=steps, class_labels=labels, generator=g)
+        out = pipe(
+            batch_size=n,
+            num_inference_steps=steps,
+            class_labels=labels,
+            generator=g,
+            guidance_scale=guidance,
+        )
         seconds = time.perf_counter() - t0
         clouds, meshes = _clouds(out.voxels, args.points, 2)
-        nfe = 2 * steps - 1 if solver == "heun" else steps
+        nfe = (2 * steps - 1 if solver == "heun" else steps) * (2 if guidance != 1 else 1)
         rows.append(
             _row(
-                f"{solver}, {steps} steps ({nfe} NFE)",
+                f"{solver}, {steps} steps, w={guidance:g} ({nfe} NFE)",
                 clouds,
                 labels,
                 meshes,
                 out.valid,
                 ref_clouds,
                 ref.labels,
+                d_rr,
                 args.workers,
                 seconds,
             )

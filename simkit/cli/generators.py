@@ -74,7 +74,7 @@ def _parse_D(value: str | None) -> float | None | str:
 @click.option(
     "--guidance",
     type=click.FloatRange(min=0),
-    default=1.0,
+    default=2.0,
     show_default=True,
     help="Classifier-free guidance weight (1: none).",
 )

@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from generators.generate import GenerateConfig, generate
+from generators.generate import GenerateConfig, checkpoint_path, generate
 from generators.pipeline import ShapePipeline
 from generators.schedulers import PFGMPPScheduler
 from simkit.cli import main
@@ -120,3 +120,26 @@ def test_cli_generate_json_and_errors(oracle_checkpoint, tmp_path):
     assert res.exit_code != 0 and "no pipeline at" in res.output
     res = runner.invoke(main, ["generate", "--checkpoint", str(oracle_checkpoint), "--D", "-3"])
     assert res.exit_code != 0 and "D must be positive" in res.output
+
+
+def test_unknown_checkpoint_names_list_the_shipped_ones():
+    with pytest.raises(FileNotFoundError, match="shipped checkpoints: \\[.*shapes-base"):
+        checkpoint_path("no-such-checkpoint")
+
+
+def test_the_shipped_checkpoint_loads_offline_and_samples_every_family():
+    from generators.generate import load_pipeline
+    from simkit.shapes import FAMILIES
+
+    path = checkpoint_path("shapes-base")
+    assert sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) < 20 * 2**20
+    pipe = load_pipeline("shapes-base")
+    assert pipe.families == FAMILIES and pipe.unet.dtype == torch.float32
+    assert pipe.scheduler.config.D == 128
+    kw = dict(batch_size=9, class_labels=list(FAMILIES), num_inference_steps=6)
+    a = pipe(generator=torch.Generator().manual_seed(0), **kw)
+    b = pipe(generator=torch.Generator().manual_seed(0), **kw)
+    assert torch.equal(a.samples, b.samples)
+    occupied = a.voxels.occupancy.flatten(1).float().mean(1)
+    # the training shapes fill 2-20 % of the grid; samples must be objects, not noise
+    assert bool(((occupied > 0.005) & (occupied < 0.4)).all()), occupied
