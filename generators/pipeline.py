@@ -95,8 +95,8 @@ class ShapePipeline(DiffusionPipeline):
     def resolve_labels(
         self, class_labels: Sequence[int | str] | Tensor | int | str | None, batch_size: int
     ) -> Tensor:
-        """Labels as a (B,) int64 tensor: names or ints, one or one per sample, or None
-        for the null class (unconditional)."""
+        """Labels as a (B,) int64 tensor: names or ints, one or one per sample; None (for
+        all, or for single entries) is the null class (unconditional)."""
         null = self.unet.config.num_classes
         if class_labels is None:
             return torch.full((batch_size,), null, dtype=torch.long)
@@ -108,6 +108,8 @@ class ShapePipeline(DiffusionPipeline):
             labels = list(class_labels)
         out = []
         for label in labels:
+            if label is None:
+                label = null
             if isinstance(label, str):
                 if label not in self.families:
                     raise ValueError(

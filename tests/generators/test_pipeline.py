@@ -90,7 +90,7 @@ def test_save_then_load_gives_identical_samples(tiny_unet, tmp_path):
     loaded.set_progress_bar_config(disable=True)
     assert loaded.families == ("a", "b", "c")
     assert loaded.scheduler.config.D == 64.0 and loaded.scheduler.config.solver == "heun"
-    kw = dict(batch_size=3, num_inference_steps=4, class_labels=["a", "c", None and 0 or 1])
+    kw = dict(batch_size=3, num_inference_steps=4, class_labels=["a", "c", None])
     a = pipe(generator=torch.Generator().manual_seed(7), **kw).samples
     b = loaded(generator=torch.Generator().manual_seed(7), **kw).samples
     c = loaded(generator=torch.Generator().manual_seed(8), **kw).samples
@@ -100,6 +100,8 @@ def test_save_then_load_gives_identical_samples(tiny_unet, tmp_path):
 
 def test_bad_arguments_name_the_problem(tiny_unet):
     pipe = ShapePipeline(unet=tiny_unet, scheduler=PFGMPPScheduler(), families=["a", "b", "c"])
+    assert pipe.resolve_labels(["c", None, 1], 3).tolist() == [2, 3, 1]  # None: no class
+    assert pipe.resolve_labels(None, 2).tolist() == [3, 3]
     with pytest.raises(ValueError, match="unknown family 'mug'"):
         pipe(batch_size=1, class_labels="mug")
     with pytest.raises(ValueError, match="outside"):
