@@ -21,5 +21,7 @@ lint: setup
 
 bench: setup
 	$(PY) scripts/bench/geometry.py
+	$(PY) scripts/bench/stability.py --n 200 --workers 2
+	$(PY) scripts/bench/stability_agreement.py
 	$(PY) scripts/bench/samplers.py
 	$(PY) scripts/bench/generator.py
