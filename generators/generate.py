@@ -110,8 +110,8 @@ class GenerateConfig:
         solver: None keeps the checkpoint's, else "euler", "heun" or "dpmpp_2m".
         D: "checkpoint" keeps the trained D; a number or None overrides it.
         guidance_scale: classifier-free guidance weight (1: none). Default 2: on the
-            shipped checkpoint it lowers 1-NNA from 79 % to 74 % and raises validity
-            from 21 % to 32 % (BENCHMARKS.md), at twice the network calls.
+            shipped checkpoint it lowers 1-NNA from 76 % to 72 % and raises validity
+            from 19 % to 29 % (BENCHMARKS.md), at twice the network calls.
         seed: seed of the prior draw; the same seed gives the same objects.
         stability: simulate each object (PyBullet) and report its verdict.
         workers: simulation processes (None: serial below 32 objects, else all cores).
