@@ -13,10 +13,10 @@ from generators.models import Denoiser, VoxelUNet3D
 from generators.pfgmpp import sample_noise
 
 
-@pytest.fixture
-def policy():
+def _fresh_model() -> VoxelUNet3D:
+    """A tiny 8^3 model as constructed (output layers and embeddings at zero)."""
     torch.manual_seed(0)
-    model = VoxelUNet3D(
+    return VoxelUNet3D(
         resolution=8,
         block_channels=(8, 16),
         attention_levels=(False, True),
@@ -24,6 +24,11 @@ def policy():
         num_classes=2,
         norm_groups=4,
     )
+
+
+@pytest.fixture
+def policy():
+    model = _fresh_model()
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.05)
@@ -118,15 +123,7 @@ def test_dpo_gradient_lowers_winner_loss_relative_to_loser(policy):
 def test_one_dro_step_lowers_winners_loss_and_raises_losers(sigma_value):
     """From a freshly initialised denoiser (output layers at zero, as a model starts),
     one SGD step on DRO moves each class's loss the way the objective says."""
-    torch.manual_seed(0)
-    model = VoxelUNet3D(
-        resolution=8,
-        block_channels=(8, 16),
-        attention_levels=(False, True),
-        embedding_dim=16,
-        num_classes=2,
-        norm_groups=4,
-    )
+    model = _fresh_model()
     x, stands = _data()
     labels = (~stands).long()  # the block is class 0, the overhang class 1
     pol = Denoiser(model)
