@@ -44,6 +44,13 @@ from simkit.cli._common import emit_json, fail_on_value_error, json_option, seed
     help="kg/m^3.",
 )
 @click.option(
+    "--collider",
+    type=click.Choice(["hull", "vhacd"]),
+    default="hull",
+    show_default=True,
+    help="Convex hull (exact on flat ground), or a V-HACD convex decomposition.",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0.0, min_open=True),
     default=60.0,
@@ -59,6 +66,7 @@ def stability(
     sim_time: float,
     trials: int,
     density: float,
+    collider: str,
     timeout: float,
     seed: int,
     as_json: bool,
@@ -67,7 +75,9 @@ def stability(
     from simkit.physics import StabilityConfig
     from simkit.physics.files import assess_files
 
-    config = StabilityConfig(sim_time_s=sim_time, trials=trials, density=density, seed=seed)
+    config = StabilityConfig(
+        sim_time_s=sim_time, trials=trials, density=density, seed=seed, collider=collider
+    )
     verdicts = fail_on_value_error(
         lambda: assess_files(paths, config, workers=workers, backend=backend, timeout_s=timeout)
     )

@@ -12,7 +12,12 @@ Ray, and a failing object only fails itself. The process pool is kept between ca
 from simkit.physics.files import FileVerdict, assess_files, collect_mesh_files
 from simkit.physics.parallel import evaluate, shutdown_pool
 from simkit.physics.quasistatic import QuasiStaticResult, quasi_static_check
-from simkit.physics.stability import StabilityConfig, StabilityResult, check_stability
+from simkit.physics.stability import (
+    StabilityConfig,
+    StabilityResult,
+    check_stability,
+    collider_parts,
+)
 from simkit.physics.support import support_margin, voxel_support_margin
 
 __all__ = [
@@ -23,6 +28,7 @@ __all__ = [
     "assess_files",
     "check_stability",
     "collect_mesh_files",
+    "collider_parts",
     "evaluate",
     "quasi_static_check",
     "shutdown_pool",

@@ -143,7 +143,7 @@ def _prepared(check: CheckFn, chunk: list[Any], config: StabilityConfig) -> list
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        bodies = prepare_bodies(chunk, config.density)
+        bodies = prepare_bodies(chunk, config.density, keep_surface=config.collider != "hull")
     except Exception:  # noqa: BLE001 - never fail the batch here; the workers report errors
         log.debug("prepare_bodies failed; the workers prepare these objects", exc_info=True)
         return chunk

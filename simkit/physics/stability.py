@@ -25,11 +25,15 @@ trial stops early once the body falls or comes to rest.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import math
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +42,17 @@ import numpy as np
 
 from simkit.geometry import Mesh, VoxelGrid
 
-__all__ = ["StabilityConfig", "StabilityResult", "check_stability", "prepare_bodies"]
+__all__ = [
+    "StabilityConfig",
+    "StabilityResult",
+    "check_stability",
+    "collider_parts",
+    "prepare_bodies",
+]
 
 logger = logging.getLogger(__name__)
 
-_COLLIDERS = ("hull",)
+_COLLIDERS = ("hull", "vhacd")
 # Rest detection, in the normalised frame (object's largest extent = reference_size_m):
 # speeds below these for ``rest_time_s`` end a trial early.
 _REST_LINEAR_SPEED = 2e-3  # m/s
@@ -83,8 +93,15 @@ class StabilityConfig:
         trials: number of nudge directions, evenly spaced in azimuth and offset by a
             random angle drawn from ``seed``.
         seed: non-negative integer seed of that offset.
-        collider: ``"hull"``: the convex hull of the mesh (exact for the first support on
-            flat ground).
+        collider: ``"hull"``: the convex hull of the mesh. ``"vhacd"``: a convex
+            decomposition of the mesh by PyBullet's V-HACD, a compound of convex parts
+            that keeps the shape's concave parts (a notch stays empty). On flat ground
+            the two give the same verdict: a plane can only touch a body at points of
+            its convex hull, so the hull is exact there and the default; the
+            decomposition costs 0.1-1 s per object more and is there for worlds where
+            concave parts matter (a ray, another body). See :func:`collider_parts`.
+        decomposition_resolution: V-HACD's voxel resolution (``"vhacd"`` only): more
+            follows the surface more closely and costs more.
         rest_time_s: a trial ends early once the body's linear and angular speeds have
             stayed below small thresholds for this long, seconds.
         check_every: steps between two state queries (early stopping granularity).
@@ -126,6 +143,7 @@ class StabilityConfig:
     trials: int = 4
     seed: int = 0
     collider: str = "hull"
+    decomposition_resolution: int = 100_000
     rest_time_s: float = 0.25
     check_every: int = 2
     reference_size_m: float | None = 1.0
@@ -160,7 +178,7 @@ class StabilityConfig:
         _positive("settle_damping", self.settle_damping, allow_zero=True)
         if self.reference_size_m is not None:
             _positive("reference_size_m", self.reference_size_m)
-        for name in ("trials", "check_every", "solver_iterations"):
+        for name in ("trials", "check_every", "solver_iterations", "decomposition_resolution"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -256,6 +274,9 @@ class _Body:
     moments: np.ndarray  # (3,) principal moments, kg m^2
     mass: float
     density: float  # kg/m^3 that mass and moments were computed at
+    # The surface in the principal frame, (V, 3) vertices and (F, 3) faces, kept only
+    # for a collider built from the surface itself (``collider != "hull"``).
+    surface: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _as_mesh(obj: Any) -> Mesh:
@@ -290,6 +311,7 @@ def _finish_body(
     com: np.ndarray,
     inertia: np.ndarray,
     density: float,
+    faces: np.ndarray | None = None,
 ) -> _Body:
     """Validate mass properties, diagonalise the inertia and build the hull."""
     from scipy.spatial import ConvexHull, QhullError
@@ -309,10 +331,18 @@ def _finish_body(
     except QhullError as exc:
         raise ValueError(f"mesh has no 3D convex hull: {exc}") from None
     local = (vertices[hull.vertices] - com) @ axes  # rows: coordinates in the principal frame
-    return _Body(hull=local, com=com, axes=axes, moments=moments, mass=mass, density=density)
+    surface = None if faces is None else ((vertices - com) @ axes, np.asarray(faces))
+    return _Body(
+        hull=local, com=com, axes=axes, moments=moments, mass=mass, density=density,
+        surface=surface,
+    )  # fmt: skip
 
 
-def _body(mesh: Mesh, density: float) -> _Body:
+def _faces(mesh: Mesh) -> np.ndarray:
+    return mesh.faces.detach().cpu().numpy().astype(np.int64)
+
+
+def _body(mesh: Mesh, density: float, *, keep_surface: bool = False) -> _Body:
     vertices, extent = _vertices_and_extent(mesh)
     mp = mesh.mass_properties(density)  # raises ValueError on open / inward meshes
     return _finish_body(
@@ -323,10 +353,13 @@ def _body(mesh: Mesh, density: float) -> _Body:
         mp.center_of_mass.detach().cpu().double().numpy(),
         mp.inertia.detach().cpu().double().numpy(),
         density,
+        _faces(mesh) if keep_surface else None,
     )
 
 
-def prepare_bodies(objs: list[Any], density: float) -> list[_Body | None]:
+def prepare_bodies(
+    objs: list[Any], density: float, *, keep_surface: bool = False
+) -> list[_Body | None]:
     """What the simulator needs of each object, with mass properties computed batched.
 
     Meshes and voxel grids get their mass properties from one
@@ -336,7 +369,9 @@ def prepare_bodies(objs: list[Any], density: float) -> list[_Body | None]:
     (a file path: loaded where it is simulated) or where it cannot be simulated (an
     open mesh, a NaN vertex, ...): :func:`check_stability` on the original object then
     raises the same error it always did. The bodies are exactly those
-    :func:`check_stability` computes itself (same formulas, float64).
+    :func:`check_stability` computes itself (same formulas, float64). ``keep_surface``
+    keeps each mesh's surface on its body, which a collider other than the hull needs
+    (``StabilityConfig.collider``).
     """
     from simkit.geometry import batch_mass_properties
 
@@ -363,7 +398,7 @@ def prepare_bodies(objs: list[Any], density: float) -> list[_Body | None]:
         mesh, vertices, extent = meshes[i]
         try:
             if mp is None:
-                out[i] = _body(mesh, density)
+                out[i] = _body(mesh, density, keep_surface=keep_surface)
             else:
                 out[i] = _finish_body(
                     vertices,
@@ -373,6 +408,7 @@ def prepare_bodies(objs: list[Any], density: float) -> list[_Body | None]:
                     mp.center_of_mass[k].detach().cpu().double().numpy(),
                     mp.inertia[k].detach().cpu().double().numpy(),
                     density,
+                    _faces(mesh) if keep_surface else None,
                 )
         except (ValueError, TypeError, RuntimeError):
             out[i] = None
@@ -420,8 +456,9 @@ def check_stability(
     the body comes to rest (verdict by tilt), or ``config.sim_time_s`` runs out
     (verdict by tilt). The object is stable when every trial is.
 
-    The collider is the convex hull of the mesh; its link frame is the principal frame
-    at the centre of mass, with the exact mass and principal moments of the solid at
+    The collider is the convex hull of the mesh (or its convex decomposition, see
+    ``StabilityConfig.collider``); its link frame is the principal frame at the centre
+    of mass, with the exact mass and principal moments of the solid at
     ``config.density``.
 
     Args:
@@ -453,15 +490,21 @@ def check_stability(
         config = StabilityConfig()
     if not isinstance(config, StabilityConfig):
         raise TypeError(f"config must be a StabilityConfig, got {type(config).__name__}")
+    keep_surface = config.collider != "hull"
     if isinstance(obj, _Body):  # prepared by prepare_bodies (the parallel layer)
         body = obj
+        if keep_surface and body.surface is None:
+            raise ValueError(
+                f"collider {config.collider!r} needs the surface: prepare the body with "
+                "prepare_bodies(..., keep_surface=True)"
+            )
         if body.density != config.density:  # mass and moments are linear in density
             ratio = config.density / body.density
             body = dataclasses.replace(
                 body, mass=body.mass * ratio, moments=body.moments * ratio, density=config.density
             )
     else:
-        body = _body(_as_mesh(obj), config.density)
+        body = _body(_as_mesh(obj), config.density, keep_surface=keep_surface)
 
     if client is not None and (isinstance(client, bool) or not isinstance(client, int)):
         raise TypeError(f"client must be a PyBullet client id (int) or None, got {client!r}")
@@ -475,6 +518,123 @@ def check_stability(
         if own_client:
             p.disconnect(physicsClientId=cid)
     return result
+
+
+@contextlib.contextmanager
+def _native_output_silenced() -> Iterator[None]:
+    """Send file descriptors 1 and 2 to /dev/null meanwhile.
+
+    V-HACD prints its progress from C++ straight to the process's stdout, which no
+    Python redirection catches and which would corrupt ``simkit stability --json``.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+def _write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    lines = [f"v {x:.9g} {y:.9g} {z:.9g}" for x, y, z in vertices]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _vhacd(
+    p: Any, cid: int, vertices: np.ndarray, faces: np.ndarray, resolution: int, workdir: Path
+) -> Path:
+    """Convex decomposition of a surface by PyBullet's V-HACD: the path of an OBJ file
+    with one object (``o`` line) per convex part, which ``createCollisionShape`` loads
+    as a compound of convex hulls."""
+    source, target = workdir / "surface.obj", workdir / "parts.obj"
+    _write_obj(source, vertices, faces)
+    with _native_output_silenced():
+        p.vhacd(
+            str(source), str(target), str(workdir / "vhacd.log"),
+            resolution=int(resolution), physicsClientId=cid,
+        )  # fmt: skip
+    if not target.is_file() or "\nf " not in target.read_text():
+        raise RuntimeError("V-HACD produced no convex parts for this mesh")
+    return target
+
+
+def _read_obj_parts(path: Path) -> list[np.ndarray]:
+    """The vertices of each object (``o`` line) of an OBJ file (global vertex order)."""
+    parts: list[list[list[float]]] = []
+    for line in path.read_text().splitlines():
+        if line.startswith("o ") or (line.startswith("v ") and not parts):
+            parts.append([])
+        if line.startswith("v "):
+            parts[-1].append([float(v) for v in line.split()[1:4]])
+    return [np.asarray(part, dtype=np.float64) for part in parts if part]
+
+
+def _collision_shape(
+    p: Any, cid: int, body: _Body, scale: float, config: StabilityConfig
+) -> tuple[int, np.ndarray]:
+    """The body's collision shape, in its principal frame at the simulated scale, and the
+    (K, 3) vertices it is the convex hull(s) of (where it rests on the ground)."""
+    if config.collider == "hull":
+        hull = body.hull * scale
+        return p.createCollisionShape(
+            p.GEOM_MESH, vertices=hull.tolist(), physicsClientId=cid
+        ), hull
+    if body.surface is None:  # check_stability keeps it for this collider
+        raise ValueError(f"collider {config.collider!r} needs the body's surface")
+    vertices, faces = body.surface
+    resolution = config.decomposition_resolution
+    with tempfile.TemporaryDirectory(prefix="simkit-vhacd-") as workdir:
+        path = _vhacd(p, cid, vertices * scale, faces, resolution, Path(workdir))
+        # V-HACD's parts are a voxel or so larger than the surface: the body must be
+        # placed by them, or it starts inside the ground and is kicked out.
+        support = np.concatenate(_read_obj_parts(path))
+        # Read here, before the directory goes (loading the file is not lazy).
+        shape = p.createCollisionShape(p.GEOM_MESH, fileName=str(path), physicsClientId=cid)
+    return shape, support
+
+
+def collider_parts(
+    obj: Mesh | VoxelGrid | str | os.PathLike[str], config: StabilityConfig | None = None
+) -> list[np.ndarray]:
+    """The convex parts the simulator's collider is made of, in the object's frame.
+
+    Args:
+        obj: as for :func:`check_stability`.
+        config: its ``collider`` and ``decomposition_resolution`` are used;
+            ``StabilityConfig()`` (the hull) when ``None``.
+
+    Returns:
+        One (V_i, 3) float64 array of vertices per convex part, in the object's units and
+        frame: a single part (the convex hull's vertices) for ``collider="hull"``, the
+        V-HACD parts for ``"vhacd"``.
+    """
+    import pybullet as p
+
+    if config is None:
+        config = StabilityConfig()
+    mesh = _as_mesh(obj)
+    vertices, _ = _vertices_and_extent(mesh)
+    if config.collider == "hull":
+        from scipy.spatial import ConvexHull
+
+        return [vertices[ConvexHull(vertices).vertices]]
+    cid = p.connect(p.DIRECT)
+    try:
+        with tempfile.TemporaryDirectory(prefix="simkit-vhacd-") as workdir:
+            path = _vhacd(
+                p, cid, vertices, _faces(mesh), config.decomposition_resolution, Path(workdir)
+            )
+            return _read_obj_parts(path)
+    finally:
+        p.disconnect(physicsClientId=cid)
 
 
 def nudge_azimuths(config: StabilityConfig) -> np.ndarray:
@@ -497,7 +657,6 @@ def _run_trials(p: Any, cid: int, body: _Body, config: StabilityConfig) -> Stabi
     extent = 2.0 * float(np.linalg.norm(body.hull, axis=1).max())
     scale = 1.0 if config.reference_size_m is None else config.reference_size_m / extent
     size = extent * scale  # simulated size, m
-    hull = body.hull * scale
     mass = body.mass * scale**3
     moments = body.moments * scale**5
     # Object up (+z) in the principal frame: the tilt is the angle of R_link @ up_local.
@@ -538,13 +697,13 @@ def _run_trials(p: Any, cid: int, body: _Body, config: StabilityConfig) -> Stabi
         ground, -1, lateralFriction=config.lateral_friction, restitution=0.0,
         physicsClientId=cid,
     )  # fmt: skip
-    shape = p.createCollisionShape(p.GEOM_MESH, vertices=hull.tolist(), physicsClientId=cid)
+    shape, support = _collision_shape(p, cid, body, scale, config)
     for azimuth in azimuths:
         # Tilt the up-vector towards `azimuth`: rotate about the horizontal axis
         # perpendicular to it.
         axis = np.array([-math.sin(azimuth), math.cos(azimuth), 0.0])
         rot0 = _rotation_matrix(axis, nudge) @ body.axes if nudge > 0 else body.axes
-        lowest = float((hull @ rot0[2]).min())
+        lowest = float((support @ rot0[2]).min())
         # The body starts above the world origin (its horizontal place does not matter;
         # far from the origin it would cost float precision) and is moved back below.
         uid = p.createMultiBody(

@@ -227,3 +227,22 @@ def test_stability_bad_paths(runner, tmp_path):
     assert res.exit_code != 0 and "no such file" in res.output
     res = runner.invoke(main, ["stability", str(tmp_path)])
     assert res.exit_code != 0 and "no mesh files" in res.output
+
+
+def test_stability_vhacd_collider_keeps_json_stdout_clean(tmp_path):
+    # V-HACD prints from C++ to file descriptor 1: only a real process shows whether it
+    # reaches stdout (CliRunner swaps sys.stdout, not the descriptor).
+    folder = tmp_path / "objs"
+    folder.mkdir()
+    post = trimesh.creation.box(bounds=[[0, -0.15, 0], [0.3, 0.15, 0.6]])
+    arm = trimesh.creation.box(bounds=[[0.15, -0.15, 0.5], [1.2, 0.15, 0.6]])
+    trimesh.boolean.union([post, arm], engine="manifold").export(folder / "bracket.obj")
+    trimesh.creation.box((0.4, 0.4, 0.2)).export(folder / "flat.obj")
+    cmd = [sys.executable, "-m", "simkit", "stability", str(folder), "--json"]
+    out = subprocess.run(
+        [*cmd, "--collider", "vhacd", "--backend", "serial", "--sim-time", "3"],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    data = {r["file"].rsplit("/", 1)[-1]: r for r in json.loads(out.stdout)}
+    assert data["flat.obj"]["stable"] is True
+    assert data["bracket.obj"]["stable"] is False  # centre of mass beyond the post

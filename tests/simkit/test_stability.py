@@ -13,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simkit.geometry import Mesh, VoxelGrid
-from simkit.physics import StabilityConfig, StabilityResult, check_stability, support_margin
+from simkit.physics import (
+    StabilityConfig,
+    StabilityResult,
+    check_stability,
+    collider_parts,
+    support_margin,
+)
 from simkit.shapes import FAMILIES, sample
 
 pytest.importorskip("pybullet")
@@ -243,6 +249,7 @@ def test_bad_inputs_raise_value_errors(tmp_path) -> None:
         ("trials", 0),
         ("seed", -1),
         ("collider", "mesh"),
+        ("decomposition_resolution", 0),
         ("lateral_friction", -0.1),
     ],
 )
@@ -339,3 +346,67 @@ def test_rotation_helpers_match_scipy():
         q = np.array(_quat_from_matrix(want.as_matrix()))
         ref = want.as_quat()
         np.testing.assert_allclose(q * np.sign(q @ ref), ref, atol=1e-12)  # q and -q agree
+
+
+# ---------------------------------------------------------------- convex decomposition
+
+
+def _inside_any(parts: list[np.ndarray], point: np.ndarray) -> bool:
+    from scipy.spatial import Delaunay
+
+    return any(Delaunay(part).find_simplex(point[None])[0] >= 0 for part in parts)
+
+
+def test_vhacd_collider_keeps_the_notch_that_the_hull_fills() -> None:
+    mesh = _l_bracket(0.6)  # post [0, 0.3] x [0, 0.6], arm [0.15, 0.9] x [0.5, 0.6]
+    hull = collider_parts(mesh)
+    parts = collider_parts(mesh, StabilityConfig(collider="vhacd"))
+    notch = np.array([0.6, 0.0, 0.4])  # under the arm, outside the solid, inside the hull
+    solid = [np.array([0.1, 0.0, 0.3]), np.array([0.8, 0.0, 0.55])]  # post, arm tip
+    assert len(hull) == 1 and _inside_any(hull, notch)
+    assert len(parts) >= 2
+    assert not _inside_any(parts, notch)
+    assert all(_inside_any(parts, q) for q in solid)
+    # The parts cover the solid and little else: their volume is near the solid's (V-HACD
+    # parts stand about one voxel proud of the surface), the hull's is far above it.
+    from scipy.spatial import ConvexHull
+
+    solid_volume = float(mesh.mass_properties(1.0).volume)
+    parts_volume = sum(ConvexHull(part).volume for part in parts)
+    hull_volume = ConvexHull(hull[0]).volume
+    assert abs(parts_volume - solid_volume) < 0.15 * solid_volume
+    assert hull_volume > 1.4 * solid_volume
+
+
+@pytest.mark.parametrize(("arm", "stands"), [(0.6, True), (0.9, False)])
+def test_vhacd_collider_gives_the_hull_verdict_on_flat_ground(arm: float, stands: bool) -> None:
+    # A plane touches a body only at points of its convex hull, so on flat ground the
+    # decomposition must give the same verdict as the hull (and the support polygon).
+    # At V-HACD's default resolution: a coarse one (20,000 voxels) rounds the post's
+    # bottom edges by a voxel, and the arm-0.6 bracket, 4 cm inside its edge, then tips.
+    config = StabilityConfig(collider="vhacd")
+    result = check_stability(_l_bracket(arm), config)
+    assert result.error is None
+    assert result.stable == stands
+    assert (result.tilt_deg > 20.0) == (not stands)
+
+
+def test_vhacd_collider_in_the_process_pool_and_quiet_on_stdout(capfd) -> None:
+    from simkit.physics import evaluate
+
+    config = StabilityConfig(collider="vhacd")
+    objs = [_table((0, 1, 2, 3)), _table((0,))]
+    pooled = evaluate(objs, config, workers=2, backend="process", progress=False)
+    serial = [check_stability(o, config) for o in objs]
+    assert [r.stable for r in pooled] == [True, False]
+    assert pooled == serial
+    # V-HACD prints from C++; none of it may reach stdout (simkit stability --json).
+    assert capfd.readouterr().out == ""
+
+
+def test_prepared_body_without_surface_is_refused_for_vhacd() -> None:
+    from simkit.physics.stability import prepare_bodies
+
+    (body,) = prepare_bodies([_table((0, 1, 2, 3))], 500.0)
+    with pytest.raises(ValueError, match="keep_surface"):
+        check_stability(body, StabilityConfig(collider="vhacd"))
