@@ -1,4 +1,4 @@
-"""Simulation-feedback fine-tuning (DSO): collection, pairing and objectives (the loop follows)."""
+"""Simulation-feedback fine-tuning (DSO): rewards, collection, pairing, objectives and the loop."""
 
 from generators.align.collect import (
     CollectConfig,
@@ -16,13 +16,29 @@ from generators.align.objectives import (
     per_sample_losses,
     sft_loss,
 )
+from generators.align.reward import (
+    CallableReward,
+    Judgement,
+    Reward,
+    StabilityReward,
+    as_reward,
+)
+from generators.align.trainer import AlignConfig, AlignResult, SimFeedbackTrainer
 
 __all__ = [
+    "AlignConfig",
+    "AlignResult",
+    "CallableReward",
     "CollectConfig",
     "Collection",
+    "Judgement",
     "ObjectiveOutput",
     "PreferencePairs",
+    "Reward",
     "SampleRecord",
+    "SimFeedbackTrainer",
+    "StabilityReward",
+    "as_reward",
     "balanced_singles",
     "collect",
     "dpo_loss",

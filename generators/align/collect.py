@@ -2,11 +2,13 @@
 
 :func:`collect` draws K samples per condition (family label) from a
 :class:`~generators.pipeline.ShapePipeline`, each from its own seed (so any one sample
-can be redrawn alone), judges them with :func:`simkit.physics.evaluate` in parallel,
-and writes a dataset folder:
+can be redrawn alone), judges them with a reward (:mod:`generators.align.reward`; by
+default the simulator's stability verdict, :func:`simkit.physics.evaluate` in
+parallel), and writes a dataset folder:
 
 * ``manifest.json``: the settings and one record per sample (index, condition, label,
-  seed, valid, stable, tilt, support margin, error);
+  seed, valid, the reward's verdict: passed, score and details such as the tilt and the
+  support margin, error);
 * ``chunk_NNNNN.pt``: the samples' occupancies, (n, R, R, R) bool, chunk by chunk.
 
 Every file is written atomically and the manifest last, after its chunk: an interrupted
@@ -27,6 +29,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from generators.align.reward import Reward, StabilityReward, as_reward
 from simkit.io import atomic_write, write_json
 
 __all__ = ["CollectConfig", "Collection", "SampleRecord", "collect", "load_collection"]
@@ -81,16 +84,21 @@ class CollectConfig:
 
 @dataclass(frozen=True)
 class SampleRecord:
-    """One collected sample and its verdict (``stable`` None when it could not be judged)."""
+    """One collected sample and the reward's verdict on it.
+
+    ``passed`` (for the stability reward: it stands) is None when the sample could not be
+    judged (an empty sample, a simulation error: see ``error``); ``details`` holds the
+    reward's extra figures (stability: ``tilt_deg``, ``support_margin``).
+    """
 
     index: int
     condition: str
     label: int
     seed: int
     valid: bool
-    stable: bool | None
-    tilt_deg: float | None
-    support_margin: float | None
+    passed: bool | None
+    score: float | None
+    details: dict[str, float | None]
     error: str | None
 
 
@@ -102,8 +110,9 @@ class Collection:
     occupancy: Tensor
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def fraction_stable(self) -> float:
-        judged = [r.stable for r in self.records if r.stable is not None]
+    def fraction_passed(self) -> float:
+        """Fraction of the judged samples that pass (stand); NaN when none was judged."""
+        judged = [r.passed for r in self.records if r.passed is not None]
         return sum(judged) / len(judged) if judged else float("nan")
 
 
@@ -132,19 +141,38 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def collect(pipeline: Any, config: CollectConfig, *, progress: bool = True) -> Collection:
+def collect(
+    pipeline: Any,
+    config: CollectConfig,
+    reward: Reward | Any = None,
+    *,
+    progress: bool = True,
+) -> Collection:
     """Draw, judge and store samples (resuming a partial collection in ``config.out``).
 
-    Raises:
-        ValueError: ``out`` holds a collection made with other settings.
-    """
-    from simkit.physics import StabilityConfig, evaluate, support_margin
+    Args:
+        pipeline: a :class:`~generators.pipeline.ShapePipeline` (class-conditional).
+        config: what to draw and where to write it.
+        reward: a :class:`~generators.align.reward.Reward` or a callable mesh -> bool |
+            float; None: the simulator's stability verdict (seeded by ``config.seed``,
+            run on ``config.workers`` / ``config.backend``).
+        progress: show a progress bar.
 
+    Raises:
+        ValueError: ``out`` holds a collection made with other settings (or reward).
+    """
+    from simkit.physics import StabilityConfig
+
+    if reward is None:
+        reward = StabilityReward(
+            StabilityConfig(seed=config.seed), workers=config.workers, backend=config.backend
+        )
+    reward = as_reward(reward)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     plan = _plan(config, pipeline.families)
     manifest = _read_manifest(out)
-    settings = config.settings()
+    settings = {**config.settings(), "reward": reward.name}
     if manifest is not None and manifest["settings"] != settings:
         raise ValueError(
             f"{out} holds a collection with other settings ({manifest['settings']}); "
@@ -154,7 +182,6 @@ def collect(pipeline: Any, config: CollectConfig, *, progress: bool = True) -> C
     chunks: list[str] = [] if manifest is None else manifest["chunks"]
     res = pipeline.unet.config.resolution
     channels = pipeline.unet.config.in_channels
-    stability = StabilityConfig(seed=config.seed)
 
     bar = tqdm(
         total=len(plan), initial=len(records), desc="collect", disable=(not progress) or None
@@ -177,22 +204,15 @@ def collect(pipeline: Any, config: CollectConfig, *, progress: bool = True) -> C
             output_type="mesh",
         )
         present = [i for i, m in enumerate(result.meshes) if m is not None]
-        verdicts = evaluate(
-            [result.meshes[i] for i in present],
-            stability,
-            workers=config.workers,
-            backend=config.backend,
-            progress=False,
-        )
-        by_index = dict(zip(present, verdicts, strict=True))
+        judged = reward.judge([result.meshes[i] for i in present])
+        if len(judged) != len(present):
+            raise RuntimeError(
+                f"reward {reward.name!r} returned {len(judged)} judgements for "
+                f"{len(present)} meshes"
+            )
+        by_index = dict(zip(present, judged, strict=True))
         for i, (condition, label, seed) in enumerate(part):
             v = by_index.get(i)
-            margin = None
-            if v is not None and v.error is None:
-                try:
-                    margin = float(support_margin(result.meshes[i]))
-                except ValueError:
-                    margin = None
             records.append(
                 asdict(
                     SampleRecord(
@@ -201,9 +221,9 @@ def collect(pipeline: Any, config: CollectConfig, *, progress: bool = True) -> C
                         label=label,
                         seed=seed,
                         valid=bool(result.valid[i]),
-                        stable=None if v is None or v.error else bool(v.stable),
-                        tilt_deg=None if v is None or v.error else float(v.tilt_deg),
-                        support_margin=margin,
+                        passed=None if v is None else v.passed,
+                        score=None if v is None else v.score,
+                        details={} if v is None else dict(v.details),
                         error="empty sample" if v is None else v.error,
                     )
                 )

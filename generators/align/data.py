@@ -15,7 +15,8 @@ __all__ = ["PreferencePairs", "balanced_singles", "preference_pairs"]
 
 @dataclass(frozen=True)
 class PreferencePairs:
-    """Index pairs into a collection: ``winners[i]`` stands, ``losers[i]`` falls, same label.
+    """Index pairs into a collection: ``winners[i]`` passes (stands), ``losers[i]`` fails
+    (falls), same condition.
 
     Attributes:
         winners, losers: (P,) int64 indices.
@@ -33,9 +34,9 @@ class PreferencePairs:
 def _judged(records: list[SampleRecord]) -> dict[str, tuple[list[int], list[int]]]:
     groups: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
     for r in records:
-        if r.stable is None or not r.valid:
+        if r.passed is None or not r.valid:
             continue  # unjudged or not one solid: no label
-        groups[r.condition][0 if r.stable else 1].append(r.index)
+        groups[r.condition][0 if r.passed else 1].append(r.index)
     return dict(groups)
 
 

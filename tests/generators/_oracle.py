@@ -100,3 +100,86 @@ class MixtureOracleUNet(ModelMixin, ConfigMixin):
         f = (d - s.c_skip.reshape(shape) * x) / s.c_out.reshape(shape)
         out = f.to(sample.dtype)
         return type("Out", (), {"sample": out})() if return_dict else (out,)
+
+
+class WeightedMixtureOracleUNet(ModelMixin, ConfigMixin):
+    """:class:`MixtureOracleUNet` with learnable mixture weights and fixed atoms.
+
+    ``logits`` (classes + 1, K) are the only parameters: D(x, sigma) is the exact
+    posterior mean of the mixture sum_k softmax(logits)_k delta(atom_k), so fine-tuning
+    can only move probability between the atoms. A test can then read off what an
+    objective did: DRO on a class whose atoms stand or fall must move weight onto the
+    standing one.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        resolution: int = 8,
+        num_classes: int = 2,
+        atoms_per_class: int = 2,
+        sigma_data: float = 0.5,
+        D: float | None = 128.0,
+        in_channels: int = 1,
+    ):
+        super().__init__()
+        r = resolution
+        self.register_buffer(
+            "atoms", torch.full((num_classes + 1, atoms_per_class, 1, r, r, r), -1.0)
+        )
+        self.logits = nn.Parameter(torch.zeros(num_classes + 1, atoms_per_class))
+
+    def forward(self, sample, timestep, class_labels=None, return_dict=True):
+        from generators.pfgmpp import ideal_denoiser
+
+        sigma = torch.exp(4 * torch.as_tensor(timestep, dtype=torch.float64)).reshape(-1)
+        sigma = sigma.expand(sample.shape[0])
+        s = edm_scalings(sigma, self.config.sigma_data)
+        shape = (-1, 1, 1, 1, 1)
+        x = sample.double() / s.c_in.reshape(shape)
+        d = torch.cat(
+            [
+                ideal_denoiser(
+                    x[i : i + 1],
+                    sigma[i : i + 1],
+                    self.atoms[c].double(),
+                    torch.softmax(self.logits[c].double(), 0),
+                    self.config.D,
+                )
+                for i, c in enumerate(class_labels.tolist())
+            ]
+        )
+        f = (d - s.c_skip.reshape(shape) * x) / s.c_out.reshape(shape)
+        out = f.to(sample.dtype)
+        return type("Out", (), {"sample": out})() if return_dict else (out,)
+
+
+class AdaptedMixtureOracleUNet(WeightedMixtureOracleUNet):
+    """:class:`WeightedMixtureOracleUNet` plus convolutions LoRA can adapt.
+
+    F = F_oracle + conv3(x) + conv1(x), both zero-initialised (3x3x3 and 1x1x1 Conv3d), so
+    the network starts as the exact oracle (clean single-solid samples) and a LoRA
+    fine-tuning has real layers to change, of both kernel shapes the U-Net has.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        resolution: int = 8,
+        num_classes: int = 2,
+        atoms_per_class: int = 2,
+        sigma_data: float = 0.5,
+        D: float | None = 128.0,
+        in_channels: int = 1,
+    ):
+        super().__init__(resolution, num_classes, atoms_per_class, sigma_data, D, in_channels)
+        self.conv3 = nn.Conv3d(1, 1, 3, padding=1)
+        self.conv1 = nn.Conv3d(1, 1, 1)
+        for conv in (self.conv3, self.conv1):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, sample, timestep, class_labels=None, return_dict=True):
+        f = super().forward(sample, timestep, class_labels, return_dict=False)[0]
+        out = f + self.conv3(sample) + self.conv1(sample)
+        return type("Out", (), {"sample": out})() if return_dict else (out,)

@@ -63,8 +63,8 @@ def test_collect_records_true_verdicts_and_seeds(pipe, tmp_path):
         )
         assert shape != "?"  # exact sampling: every sample is one of its class's atoms
         assert r.condition == ("mixed" if r.index < 6 else "stands")
-        assert r.stable == (shape != "overhang"), (r, shape)
-    mixed = [r.stable for r in col.records[:6]]
+        assert r.passed == (shape != "overhang"), (r, shape)
+    mixed = [r.passed for r in col.records[:6]]
     assert any(mixed) and not all(mixed)  # the prior chose both atoms
     assert [r.seed for r in col.records] == list(range(12))
 
@@ -89,7 +89,7 @@ def test_pairs_drop_conditions_that_all_stand_or_all_fall(pipe, tmp_path):
     col = collect(pipe, _config(tmp_path), progress=False)
     pairs = preference_pairs(col)
     assert pairs.dropped == ("stands",)  # block or post: every sample stands
-    stable = {r.index: r.stable for r in col.records}
+    stable = {r.index: r.passed for r in col.records}
     cond = {r.index: r.condition for r in col.records}
     assert len(pairs) > 0
     for w, lo in zip(pairs.winners.tolist(), pairs.losers.tolist(), strict=True):
@@ -105,3 +105,49 @@ def test_bad_conditions_are_named(pipe, tmp_path):
         collect(pipe, _config(tmp_path, conditions=("mug",)), progress=False)
     with pytest.raises(FileNotFoundError):
         load_collection(tmp_path / "nothing")
+
+
+def test_stability_records_carry_tilt_and_margin(pipe, tmp_path):
+    col = collect(pipe, _config(tmp_path), progress=False)
+    for r in col.records:
+        assert r.error is None and r.score == float(r.passed)
+        # The simulator's verdict and the analytic margin agree on these clear-cut shapes.
+        assert (r.details["support_margin"] > 0) == r.passed
+        assert (r.details["tilt_deg"] < 20) == r.passed
+
+
+def test_a_user_reward_plugs_in_and_its_failures_stay_local(pipe, tmp_path):
+    from generators.align.reward import CallableReward
+
+    def tall(mesh):
+        height = float(mesh.vertices[:, 2].max() - mesh.vertices[:, 2].min())
+        if height > 0.7:  # the overhang (8 voxels tall): this reward cannot judge it
+            raise RuntimeError("too tall to judge")
+        return height  # block 3/8 (fails the 0.5 mark), post 5/8 (passes)
+
+    col = collect(pipe, _config(tmp_path), CallableReward(tall, threshold=0.5), progress=False)
+    assert col.settings["reward"] == "tall"
+    for r, occ in zip(col.records, col.occupancy, strict=True):
+        if torch.equal(occ, OVERHANG[0] > 0):
+            assert r.passed is None and "too tall" in r.error
+        else:
+            height = 3 / 8 if torch.equal(occ, BLOCK[0] > 0) else 5 / 8
+            assert r.score == pytest.approx(height, abs=0.02)
+            assert r.passed == (height > 0.5)
+    # A bare function is wrapped the same way; a bool is the label itself.
+    flat = collect(pipe, _config(tmp_path / "bool"), lambda m: True, progress=False)
+    assert all(r.passed is True and r.score == 1.0 for r in flat.records)
+
+
+def test_reward_validation():
+    from generators.align.reward import CallableReward, StabilityReward, as_reward
+
+    assert isinstance(as_reward(None), StabilityReward)
+    with pytest.raises(TypeError, match="callable"):
+        as_reward(3)
+    with pytest.raises(ValueError, match="threshold"):
+        CallableReward(lambda m: 1.0, threshold=float("nan"))
+    with pytest.raises(TypeError, match="StabilityConfig"):
+        StabilityReward(config={"trials": 2})
+    judged = CallableReward(lambda m: float("nan")).judge([None])
+    assert judged[0].passed is None and "non-finite" in judged[0].error
