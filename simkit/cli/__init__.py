@@ -11,6 +11,7 @@ import logging
 import click
 
 from simkit import __version__
+from simkit.cli.align import align, evaluate
 from simkit.cli.generators import generate, train_generator
 from simkit.cli.geometry import convert, inspect
 from simkit.cli.info import info
@@ -29,5 +30,7 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _command in (generate, train_generator, demo, shapes, stability, inspect, convert, info):
+for _command in (
+    generate, train_generator, align, evaluate, demo, shapes, stability, inspect, convert, info
+):  # fmt: skip
     main.add_command(_command)

@@ -166,3 +166,34 @@ def test_a_round_without_both_outcomes_trains_nothing(tmp_path):
 def test_config_validation_names_the_field(field, value, tmp_path):
     with pytest.raises(ValueError, match=field):
         _config(tmp_path, **{field: value})
+
+
+def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from simkit.cli import main
+
+    runner = CliRunner()
+    args = ["align", "--out", str(tmp_path / "run"), "--samples-per-condition", "2",
+            "--sample-steps", "4", "--steps", "2", "--batch-size", "2", "--backend", "serial",
+            "--objective", "kto", "--json"]  # fmt: skip
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    (round0,) = summary["rounds"]
+    assert round0["samples"] == 18  # 2 per family, 9 families
+    pipeline = summary["pipeline"]
+    assert (tmp_path / "run" / "pipeline" / "model_index.json").is_file()
+    res = runner.invoke(
+        main,
+        ["evaluate", "--checkpoint", pipeline, "--baseline", "shapes-base", "--n", "9",
+         "--steps", "4", "--no-fidelity", "--backend", "serial", "--out", str(tmp_path / "ev"),
+         "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["overall"]["n"] == 9 and report["paired"]["pairs"] <= 9
+    bad = runner.invoke(main, ["align", "--out", str(tmp_path / "x"), "--checkpoint", "nope"])
+    assert bad.exit_code != 0 and "nope" in bad.output

@@ -1,0 +1,206 @@
+"""``simkit align`` and ``simkit evaluate``: simulation-feedback fine-tuning and its measure."""
+
+from __future__ import annotations
+
+import click
+
+from simkit.cli._common import (
+    device_option,
+    emit_json,
+    fail_on_value_error,
+    json_option,
+    resolve_device_or_fail,
+    seed_option,
+)
+
+_BACKENDS = ("process", "serial", "ray")
+
+
+def _backend_option(fn):  # type: ignore[no-untyped-def]
+    fn = click.option(
+        "--workers", type=click.IntRange(min=1), default=None, help="Simulation processes."
+    )(fn)
+    return click.option(
+        "--backend",
+        type=click.Choice(_BACKENDS),
+        default="process",
+        show_default=True,
+        help="Where simulations run.",
+    )(fn)
+
+
+@click.command()
+@click.option("--checkpoint", default=None, help="Pipeline to start from [default: shapes-base].")
+@click.option(
+    "--objective",
+    type=click.Choice(["dpo", "dro", "kto", "sft"]),
+    default="dro",
+    show_default=True,
+    help="DPO (pairs), DRO (DSO's), KTO (bounded) or SFT (standing samples only).",
+)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Run folder.")
+@click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--samples-per-condition", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Optimiser steps per round.")  # fmt: skip
+@click.option("--sample-steps", type=click.IntRange(min=1), default=18, show_default=True,
+              help="Solver steps when collecting samples.")  # fmt: skip
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
+@click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="DPO / KTO inverse temperature [default: 500 / 50].")  # fmt: skip
+@click.option("--lora-rank", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--full", is_flag=True, help="Fine-tune every weight instead of LoRA adapters.")
+@_backend_option
+@device_option
+@seed_option
+@json_option
+def align(
+    checkpoint: str | None,
+    objective: str,
+    out: str,
+    rounds: int,
+    samples_per_condition: int,
+    steps: int,
+    sample_steps: int,
+    batch_size: int,
+    lr: float,
+    beta: float | None,
+    lora_rank: int,
+    full: bool,
+    workers: int | None,
+    backend: str,
+    device: str,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Fine-tune a generator on the simulator's verdicts (DSO); resumes an interrupted run.
+
+    Exports the fine-tuned pipeline to OUT/pipeline: `simkit generate --checkpoint
+    OUT/pipeline` samples it.
+    """
+    from generators.align import AlignConfig, SimFeedbackTrainer
+    from generators.generate import load_pipeline
+
+    dev = resolve_device_or_fail(device)
+    config = fail_on_value_error(
+        lambda: AlignConfig(
+            out=out,
+            objective=objective,
+            rounds=rounds,
+            samples_per_condition=samples_per_condition,
+            steps_per_round=steps,
+            sample_steps=sample_steps,
+            batch_size=batch_size,
+            lr=lr,
+            beta=beta,
+            lora_rank=None if full else lora_rank,
+            seed=seed,
+            workers=workers,
+            backend=backend,
+        )  # fmt: skip
+    )
+    pipe = fail_on_value_error(lambda: load_pipeline(checkpoint, device=dev))
+    trainer = SimFeedbackTrainer(pipe, config)
+    result = fail_on_value_error(lambda: trainer.run())
+    summary = {
+        "pipeline": str(result.pipeline_dir),
+        "rounds": result.rounds,
+        "steps": len(result.history),
+        "seconds": result.seconds,
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    for r in result.rounds:
+        loss = r.get("mean_loss")
+        click.echo(
+            f"round {r['round']}: {r['samples']} samples, {r['pass_rate']:.1%} stand, "
+            f"{r['training_items']} training items"
+            + ("" if loss is None else f", mean loss {loss:.4g}")
+        )
+    click.echo(f"fine-tuned pipeline: {result.pipeline_dir} ({result.seconds:.0f} s)")
+
+
+@click.command()
+@click.option("--checkpoint", default=None, help="Pipeline to evaluate [default: shapes-base].")
+@click.option("--baseline", default=None,
+              help="Pipeline to compare with on the same seeds (paired test).")  # fmt: skip
+@click.option("--n", "n", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=18, show_default=True)
+@click.option(
+    "--out", type=click.Path(file_okay=False), default="out/evaluate", show_default=True,
+    help="Samples and verdicts (an interrupted evaluation resumes).",
+)  # fmt: skip
+@click.option("--no-fidelity", is_flag=True, help="Skip MMD / COV / 1-NNA and diversity.")
+@_backend_option
+@device_option
+@click.option("--seed", type=int, default=50_000_000, show_default=True,
+              help="First sampling seed (keep it apart from fine-tuning seeds).")  # fmt: skip
+@json_option
+def evaluate(
+    checkpoint: str | None,
+    baseline: str | None,
+    n: int,
+    steps: int,
+    out: str,
+    no_fidelity: bool,
+    workers: int | None,
+    backend: str,
+    device: str,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """How many generated objects stand (95% interval), against a baseline, and at what cost."""
+    from generators.align.evaluate import EvaluateConfig, evaluate_pipeline
+    from generators.generate import load_pipeline
+
+    dev = resolve_device_or_fail(device)
+    config = fail_on_value_error(
+        lambda: EvaluateConfig(
+            out=out,
+            n=n,
+            steps=steps,
+            seed=seed,
+            fidelity=not no_fidelity,
+            workers=workers,
+            backend=backend,
+        )  # fmt: skip
+    )
+    pipe = fail_on_value_error(lambda: load_pipeline(checkpoint, device=dev))
+    base = (
+        None
+        if baseline is None
+        else fail_on_value_error(lambda: load_pipeline(baseline, device=dev))
+    )
+    report = fail_on_value_error(lambda: evaluate_pipeline(pipe, config, baseline=base))
+    data = report.to_dict()
+    if as_json:
+        emit_json(data)
+        return
+    o = data["overall"]
+    lo, hi = o["pass_rate_95ci"]
+    click.echo(f"{'family':<12}{'n':>5}{'stand':>8}{'95% CI':>16}{'tilt':>8}{'valid':>8}")
+    for fam, f in data["per_family"].items():
+        flo, fhi = f["pass_rate_95ci"]
+        click.echo(
+            f"{fam:<12}{f['n']:>5}{f['pass_rate']:>8.1%}{f'{flo:.2f}-{fhi:.2f}':>16}"
+            f"{(f['mean_tilt_deg'] or 0):>8.1f}{f['valid']:>8.1%}"
+        )
+    click.echo(f"{'all':<12}{o['n']:>5}{o['pass_rate']:>8.1%}{f'{lo:.2f}-{hi:.2f}':>16}")
+    if data["paired"]:
+        pr, b = data["paired"], data["baseline"]
+        click.echo(
+            f"baseline stands {b['pass_rate']:.1%}; on the same seeds {pr['only_this_passes']} "
+            f"stand only here, {pr['only_baseline_passes']} only there (McNemar p = "
+            f"{pr['mcnemar_p']:.3g})"
+        )
+    if "one_nna_cd" in o:
+        click.echo(
+            f"fidelity: 1-NNA {o['one_nna_cd']:.1%}, COV {o['cov_cd']:.1%}, MMD {o['mmd_cd']:.4g}"
+        )
+    ref = data.get("reference") or {}
+    click.echo(
+        f"volume {o['volume']:.3f}, base-plate fraction {o['base_fraction']:.3f}"
+        + (f" (references {ref['volume']:.3f}, {ref['base_fraction']:.3f})" if ref else "")
+    )

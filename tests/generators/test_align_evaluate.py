@@ -1,0 +1,98 @@
+"""Evaluation: intervals and the paired test against hand-computed values, exact pass rates
+from an oracle generator, fidelity on the shipped checkpoint."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from generators.align.evaluate import (
+    EvaluateConfig,
+    evaluate_pipeline,
+    mcnemar_exact,
+    wilson_interval,
+)
+from generators.pipeline import ShapePipeline
+from generators.schedulers import PFGMPPScheduler
+from tests.generators._oracle import WeightedMixtureOracleUNet, blocks
+
+R = 8
+BLOCK = blocks(R, (slice(1, 7), slice(1, 7), slice(0, 3)))  # 6 x 6 x 3, stands
+OVERHANG = blocks(  # a 2 x 2 x 6 post under an 8 x 2 x 2 beam, falls
+    R, (slice(0, 2), slice(3, 5), slice(0, 6)), (slice(0, 8), slice(3, 5), slice(6, 8))
+)
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    # Newcombe (1998), table I: 81/263 -> 0.2553 .. 0.3662; and the closed form at 0/10.
+    lo, hi = wilson_interval(81, 263)
+    assert lo == pytest.approx(0.2553, abs=1e-4) and hi == pytest.approx(0.3662, abs=1e-4)
+    lo, hi = wilson_interval(0, 10)
+    z2 = 1.959964**2
+    assert lo == 0.0 and hi == pytest.approx(z2 / (10 + z2), rel=1e-9)
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+
+
+def test_mcnemar_exact_is_the_two_sided_binomial_tail():
+    # 1 vs 9 discordant pairs: 2 * (C(10,0) + C(10,1)) / 2^10.
+    assert mcnemar_exact(1, 9) == pytest.approx(2 * 11 / 1024)
+    assert mcnemar_exact(9, 1) == pytest.approx(2 * 11 / 1024)
+    assert mcnemar_exact(5, 5) == pytest.approx(1.0)
+    assert mcnemar_exact(0, 0) == 1.0
+
+
+def _pipe(block_weight: float) -> ShapePipeline:
+    unet = WeightedMixtureOracleUNet(resolution=R, num_classes=1, atoms_per_class=2, D=128.0)
+    unet.atoms[0, 0], unet.atoms[0, 1] = BLOCK, OVERHANG
+    with torch.no_grad():
+        unet.logits[0] = torch.tensor([math.log(block_weight), math.log(1 - block_weight)])
+    pipe = ShapePipeline(unet=unet, scheduler=PFGMPPScheduler(D=128.0), families=["mixed"])
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_oracle_pass_rates_volumes_and_the_paired_test(tmp_path):
+    cfg = EvaluateConfig(out=tmp_path, n=24, steps=6, seed=3, workers=1, backend="serial")
+    report = evaluate_pipeline(_pipe(0.999), cfg, baseline=_pipe(0.5), progress=False)
+    new, base = report.overall, report.baseline
+    # Exact sampling lands on an atom: the block (stands) or the overhang (falls).
+    assert new["pass_rate"] == 1.0 and new["valid"] == 1.0
+    assert 0 < base["pass_rate"] < 1
+    k = round(base["pass_rate"] * 24)
+    lo, hi = wilson_interval(k, 24)
+    assert base["pass_rate_95ci"] == [pytest.approx(lo), pytest.approx(hi)]
+    # Volumes and base-plate fractions, counted by hand: block 108 voxels, 36 in the bottom
+    # layer; overhang 24 + 32 = 56 voxels, 4 in the bottom layer.
+    assert new["volume"] == pytest.approx(108 / 512)
+    assert new["base_fraction"] == pytest.approx(36 / 108)
+    p = base["pass_rate"]
+    assert base["volume"] == pytest.approx((p * 108 + (1 - p) * 56) / 512)
+    assert base["base_fraction"] == pytest.approx(p * 36 / 108 + (1 - p) * 4 / 56)
+    # Same seeds: wherever the baseline stands, so does the (near-)pure block model.
+    paired = report.paired
+    assert paired["only_baseline_passes"] == 0
+    assert paired["only_this_passes"] == 24 - k
+    assert paired["mcnemar_p"] == pytest.approx(mcnemar_exact(24 - k, 0))
+    assert report.reference is None  # "mixed" is not a procedural family
+    assert report.to_dict()["per_family"]["mixed"]["n"] == 24
+
+
+def test_fidelity_on_the_shipped_checkpoint(tmp_path):
+    from generators.generate import load_pipeline
+
+    pipe = load_pipeline()
+    cfg = EvaluateConfig(
+        out=tmp_path, n=6, conditions=("table", "mug"), steps=8, workers=1, backend="serial",
+        points=128,
+    )  # fmt: skip
+    report = evaluate_pipeline(pipe, cfg, progress=False)
+    o = report.overall
+    assert 0 <= o["one_nna_cd"] <= 1 and 0 <= o["cov_cd"] <= 1 and o["mmd_cd"] > 0
+    assert set(report.per_family) == {"table", "mug"}
+    ref = report.reference
+    assert ref["n"] >= 6 and 0 < ref["volume"] < 1 and 0 < ref["base_fraction"] < 1
+    assert ref["diversity_cd"] > 0 and o["diversity_cd"] > 0
