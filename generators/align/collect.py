@@ -49,6 +49,8 @@ class CollectConfig:
         conditions: family names to condition on (None: all the pipeline's families).
         seed: base seed; sample i (in condition-major order) uses seed ``seed + i``.
         steps: solver steps per sample.
+        guidance_scale: classifier-free guidance weight (default 2, as ``simkit generate``:
+            collect what users will sample).
         chunk_size: samples drawn, judged and written together (the resume unit).
         workers: simulation processes (None: all cores).
         backend: "process", "serial" or "ray" (see :func:`simkit.physics.evaluate`).
@@ -59,6 +61,7 @@ class CollectConfig:
     conditions: tuple[str, ...] | None = None
     seed: int = 0
     steps: int = 18
+    guidance_scale: float = 2.0
     chunk_size: int = 64
     workers: int | None = None
     backend: str = "process"
@@ -70,6 +73,8 @@ class CollectConfig:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        if not (isinstance(self.guidance_scale, (int, float)) and self.guidance_scale >= 0):
+            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale!r}")
         if isinstance(self.conditions, list):
             object.__setattr__(self, "conditions", tuple(self.conditions))
 
@@ -201,6 +206,7 @@ def collect(
             num_inference_steps=config.steps,
             class_labels=[label for _, label, _ in part],
             latents=latents,
+            guidance_scale=config.guidance_scale,
             output_type="mesh",
         )
         present = [i for i, m in enumerate(result.meshes) if m is not None]

@@ -85,6 +85,7 @@ class EvaluateConfig:
         conditions: family names (None: all the pipeline's families).
         seed: first sampling seed (default far from the fine-tuning's seeds).
         steps: solver steps per sample.
+        guidance_scale: classifier-free guidance weight (default 2, as ``simkit generate``).
         fidelity: compute MMD / COV / 1-NNA and diversity (needs simkit.shapes families).
         points: surface points per object for the Chamfer distances.
         reference_seed: seed of the held-out procedural reference set.
@@ -96,6 +97,7 @@ class EvaluateConfig:
     conditions: tuple[str, ...] | None = None
     seed: int = 50_000_000
     steps: int = 18
+    guidance_scale: float = 2.0
     fidelity: bool = True
     points: int = 256
     reference_seed: int = 777
@@ -225,6 +227,7 @@ def _draw(
             conditions=conditions,
             seed=config.seed,
             steps=config.steps,
+            guidance_scale=config.guidance_scale,
             workers=config.workers,
             backend=config.backend,
         ),

@@ -72,6 +72,8 @@ class AlignConfig:
         samples_per_condition: K, samples drawn per condition and round.
         conditions: family names (None: all the pipeline's families).
         sample_steps: solver steps when collecting.
+        guidance_scale: classifier-free guidance weight when collecting (default 2, as
+            ``simkit generate``).
         steps_per_round: optimiser steps per round.
         batch_size: pairs (DPO) or samples (others) per step.
         lr: AdamW learning rate (constant).
@@ -95,6 +97,7 @@ class AlignConfig:
     samples_per_condition: int = 16
     conditions: tuple[str, ...] | None = None
     sample_steps: int = 18
+    guidance_scale: float = 2.0
     steps_per_round: int = 200
     batch_size: int = 8
     lr: float = 1e-4
@@ -134,6 +137,8 @@ class AlignConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if not (isinstance(self.guidance_scale, (int, float)) and self.guidance_scale >= 0):
+            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         if isinstance(self.conditions, list):
@@ -364,6 +369,7 @@ class SimFeedbackTrainer:
             conditions=c.conditions,
             seed=c.seed + round_ * 1_000_003,
             steps=c.sample_steps,
+            guidance_scale=c.guidance_scale,
             workers=c.workers,
             backend=c.backend,
         )

@@ -45,6 +45,8 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
               help="Optimiser steps per round.")  # fmt: skip
 @click.option("--sample-steps", type=click.IntRange(min=1), default=18, show_default=True,
               help="Solver steps when collecting samples.")  # fmt: skip
+@click.option("--guidance", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Classifier-free guidance weight when collecting.")  # fmt: skip
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
 @click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -63,6 +65,7 @@ def align(
     samples_per_condition: int,
     steps: int,
     sample_steps: int,
+    guidance: float,
     batch_size: int,
     lr: float,
     beta: float | None,
@@ -91,6 +94,7 @@ def align(
             samples_per_condition=samples_per_condition,
             steps_per_round=steps,
             sample_steps=sample_steps,
+            guidance_scale=guidance,
             batch_size=batch_size,
             lr=lr,
             beta=beta,
@@ -132,6 +136,8 @@ def align(
     "--out", type=click.Path(file_okay=False), default="out/evaluate", show_default=True,
     help="Samples and verdicts (an interrupted evaluation resumes).",
 )  # fmt: skip
+@click.option("--guidance", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Classifier-free guidance weight.")  # fmt: skip
 @click.option("--no-fidelity", is_flag=True, help="Skip MMD / COV / 1-NNA and diversity.")
 @_backend_option
 @device_option
@@ -144,6 +150,7 @@ def evaluate(
     n: int,
     steps: int,
     out: str,
+    guidance: float,
     no_fidelity: bool,
     workers: int | None,
     backend: str,
