@@ -15,6 +15,7 @@ from simkit.cli.align import align, evaluate
 from simkit.cli.generators import generate, train_generator
 from simkit.cli.geometry import convert, inspect
 from simkit.cli.info import info
+from simkit.cli.pde import pde
 from simkit.cli.physics import stability
 from simkit.cli.shapes import demo, shapes
 
@@ -31,6 +32,7 @@ def main(verbose: int) -> None:
 
 
 for _command in (
-    generate, train_generator, align, evaluate, demo, shapes, stability, inspect, convert, info
+    generate, train_generator, align, evaluate, pde, demo, shapes, stability, inspect,
+    convert, info,
 ):  # fmt: skip
     main.add_command(_command)
