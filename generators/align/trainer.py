@@ -265,7 +265,8 @@ class SimFeedbackTrainer:
         self.out = Path(config.out)
 
         # The reference (and the start) is a float32 copy of the given network.
-        self.reference = copy.deepcopy(pipeline.unet).to(self.device, torch.float32)
+        # (.float(), not .to(dtype): diffusers' ModelMixin.to warns on every dtype cast.)
+        self.reference = copy.deepcopy(pipeline.unet).to(self.device).float()
         self.reference.requires_grad_(False).eval()
         model = copy.deepcopy(self.reference)
         if config.lora_rank is not None:
