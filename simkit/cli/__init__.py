@@ -17,6 +17,7 @@ from simkit.cli.geometry import convert, inspect
 from simkit.cli.info import info
 from simkit.cli.pde import pde
 from simkit.cli.physics import stability
+from simkit.cli.pinn import pinn
 from simkit.cli.shapes import demo, shapes
 
 __all__ = ["main"]
@@ -32,7 +33,7 @@ def main(verbose: int) -> None:
 
 
 for _command in (
-    generate, train_generator, align, evaluate, pde, demo, shapes, stability, inspect,
-    convert, info,
+    generate, train_generator, align, evaluate, pde, pinn, demo, shapes, stability,
+    inspect, convert, info,
 ):  # fmt: skip
     main.add_command(_command)

@@ -137,7 +137,10 @@ def train(
         )
 
     config = fail_on_value_error(make)
-    result = fail_on_value_error(lambda: run_pinn(config, out=out, progress=not as_json))
+    try:
+        result = fail_on_value_error(lambda: run_pinn(config, out=out, progress=not as_json))
+    except FloatingPointError as exc:  # a diverged Adam phase: say so, no traceback
+        raise click.ClickException(str(exc)) from exc
     if as_json:
         d = result.to_dict()
         d["out"] = out

@@ -10,16 +10,22 @@ Residuals take the derivative tensors as arguments, so the same function serves 
 differences on a grid and autograd at collocation points.
 """
 
-from solvers.pdes import burgers, diffusion_sorption, navier_stokes
+from solvers.pdes import burgers, convection, diffusion_sorption, navier_stokes, reaction_diffusion
 from solvers.pdes.burgers import BurgersParams
+from solvers.pdes.convection import ConvectionParams
 from solvers.pdes.diffusion_sorption import DiffusionSorptionParams
 from solvers.pdes.navier_stokes import NavierStokesParams
+from solvers.pdes.reaction_diffusion import ReactionDiffusionParams
 
 __all__ = [
     "BurgersParams",
+    "ConvectionParams",
     "DiffusionSorptionParams",
     "NavierStokesParams",
+    "ReactionDiffusionParams",
     "burgers",
+    "convection",
     "diffusion_sorption",
     "navier_stokes",
+    "reaction_diffusion",
 ]
