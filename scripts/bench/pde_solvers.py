@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import cpu_model, table  # scripts/bench/_common.py
 from scipy.integrate import solve_ivp
 
 from solvers.numerics.diffusion_sorption import solve_diffusion_sorption
@@ -173,28 +174,6 @@ def navier_stokes(args: argparse.Namespace, device: torch.device) -> list[dict]:
     return rows
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _table(rows: list[dict], cols: list[str]) -> str:
-    def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    cells = [[fmt(r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
-    lines.append("-+-".join("-" * w for w in widths))
-    lines += [" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
@@ -234,7 +213,7 @@ def main() -> None:
             f"for this discretisation). Relative errors: max |a - b| / max |b| over cells and times.\n"
         )
         print(
-            _table(
+            table(
                 [ds],
                 [
                     "device",
@@ -251,7 +230,7 @@ def main() -> None:
         )
         print()
         print(
-            _table(
+            table(
                 [ds],
                 [
                     "rel_err_ours_vs_tight_rk45",
@@ -265,7 +244,7 @@ def main() -> None:
         "\n## Navier-Stokes step time vs its FFTs alone (median ms per step; goal ratio <= 2 at 256^2)\n"
     )
     cols = ["n", "batch", "dtype", "device", "ours_ms_per_step", "fft_floor_ms_per_step"]
-    print(_table(ns, [*cols, "ratio", "ratio_min"]))
+    print(table(ns, [*cols, "ratio", "ratio_min"]))
     elapsed = time.perf_counter() - t_start
     load_after = os.getloadavg()
     print(
@@ -277,7 +256,7 @@ def main() -> None:
         "date": datetime.date.today().isoformat(),
         "machine": {
             "platform": platform.platform(),
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cpu_count": os.cpu_count(),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "torch": torch.__version__,

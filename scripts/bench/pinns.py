@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import cpu_model, table  # scripts/bench/_common.py
 
 from solvers.pinns import (
     LagrangianPINNConfig,
@@ -74,36 +75,15 @@ CASES = [
 ]
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _machine() -> dict:
     return {
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "python": sys.version.split()[0],
     }
-
-
-def _table(rows: list[dict], cols: list[str]) -> str:
-    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        lines.append(
-            "  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(cols, widths, strict=True))
-        )
-    return "\n".join(lines)
 
 
 def _fmt(values: list[float]) -> str:
@@ -126,7 +106,7 @@ def _run_config(pde: str, param: float, model: str, seed: int, quick: bool) -> P
     return PINNRunConfig(pde=pde, model=model, nu=0.01, C=param, model_config=mc, train=train_cfg)
 
 
-def part_table(seeds: list[int], quick: bool, result: dict, save) -> list[dict]:  # noqa: ANN001
+def parttable(seeds: list[int], quick: bool, result: dict, save) -> list[dict]:  # noqa: ANN001
     runs: list[dict] = result.setdefault("table_runs", [])
     done = {(r["pde"], r["param"], r["model"], r["seed"]) for r in runs}
     refs = {}
@@ -363,11 +343,11 @@ def main() -> None:
             f"\n## (a) Failure-mode table: {len(CASES)} problems x {len(seeds)} seeds x (PINN, LPINN)\n",
             flush=True,
         )
-        rows = part_table(seeds, args.quick, result, save)
+        rows = parttable(seeds, args.quick, result, save)
         result["table"] = rows
         cols = list(rows[0]) if rows else []
         print()
-        print(_table(rows, cols))
+        print(table(rows, cols))
         print(
             f"\nKrishnapriyan et al. Table 1 (unverified recall), other betas: {KRISHNAPRIYAN_OTHER}"
         )
@@ -380,7 +360,7 @@ def main() -> None:
         d = part_deepxde(args.beta, args.adam, args.lbfgs, args.repeats, 0)
         result["deepxde"] = d
         if "rows" in d:
-            print(_table(d["rows"], list(d["rows"][0])))
+            print(table(d["rows"], list(d["rows"][0])))
             print(
                 f"\nspeed ratio ours/DeepXDE: Adam {d['ratio_adam_it_s']:.2f}x, "
                 f"L-BFGS {d['ratio_lbfgs_it_s']:.2f}x (goal >= 1.5x)"

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import cpu_model, table  # scripts/bench/_common.py
 from diffusers import EDMDPMSolverMultistepScheduler, EDMEulerScheduler
 from scipy import stats
 
@@ -357,28 +358,6 @@ def overhead(repeats: int) -> list[dict]:
     return rows
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _table(rows: list[dict], cols: list[str]) -> str:
-    def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    cells = [[fmt(r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
-    lines.append("-+-".join("-" * w for w in widths))
-    lines += [" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=3000, help="samples per configuration")
@@ -393,7 +372,7 @@ def main() -> None:
     q = quality_vs_nfe(problem, args.seed)
     print("\n## Quality vs NFE (ideal denoiser; flip, tv, rms lower is better)\n")
     print(f"(TV noise floor for n={args.n} iid draws: {problem.tv_floor:.4f})")
-    print(_table(q, ["sampler", "D", "steps", "nfe", "flip", "tv", "chi2_p", "on_atom", "rms"]))
+    print(table(q, ["sampler", "D", "steps", "nfe", "flip", "tv", "chi2_p", "on_atom", "rms"]))
     seeds = [args.seed + k for k in range(args.probe_seeds)]
     r = robustness(problem, seeds)
     rs = _summarise(r)
@@ -402,13 +381,13 @@ def main() -> None:
         f" mean over seeds {seeds}; rejected: chi-square p < 0.01\n"
     )
     cols = ["probe", "alpha", "eta", "steps", "nfe", "D", "flip", "tv", "rejected", "on_atom"]
-    print(_table(rs, cols))
+    print(table(rs, cols))
     o = overhead(args.repeats)
     print(
         "\n## Scheduler overhead, 18-step loop (median ms; ratios ours / peer of median and of min times; goal <= 1.05)\n"
     )
     print(
-        _table(
+        table(
             o,
             [
                 "model",
@@ -430,7 +409,7 @@ def main() -> None:
         "date": datetime.date.today().isoformat(),
         "machine": {
             "platform": platform.platform(),
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cpu_count": os.cpu_count(),
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
