@@ -157,11 +157,7 @@ def _rates(col: Collection, sel: list[int]) -> dict[str, Any]:
     k = sum(bool(r.passed) for r in judged)
     lo, hi = wilson_interval(k, len(judged))
     tilts = [r.details.get("tilt_deg") for r in judged if r.details.get("tilt_deg") is not None]
-    occ = col.occupancy[sel].float()
-    res = occ.shape[-1]
-    base_layers = max(1, round(res * _BASE_FRACTION))
-    volume = occ.flatten(1).sum(1)
-    base = occ[..., :base_layers].flatten(1).sum(1) / volume.clamp(min=1)
+    shape = _shape_stats(col.occupancy[sel]) if recs else {}
     return {
         "n": len(recs),
         "judged": len(judged),
@@ -169,12 +165,14 @@ def _rates(col: Collection, sel: list[int]) -> dict[str, Any]:
         "pass_rate_95ci": [lo, hi],
         "mean_tilt_deg": sum(tilts) / len(tilts) if tilts else math.nan,
         "valid": sum(r.valid for r in recs) / len(recs) if recs else math.nan,
-        "volume": float(volume.mean()) / res**3 if recs else math.nan,
-        "base_fraction": float(base.mean()) if recs else math.nan,
+        "volume": shape.get("volume", math.nan),
+        "base_fraction": shape.get("base_fraction", math.nan),
     }
 
 
 def _shape_stats(occupancy: Tensor) -> dict[str, float]:
+    """Mean occupied fraction of the grid, and mean fraction of the solid in its bottom
+    eighth (the base plate), of (n, R, R, R) occupancies."""
     occ = occupancy.float()
     res = occ.shape[-1]
     base_layers = max(1, round(res * _BASE_FRACTION))

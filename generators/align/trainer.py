@@ -397,7 +397,6 @@ class SimFeedbackTrainer:
 
     def _step(
         self,
-        col: Collection,
         data: tuple[Tensor, ...],
         x0_all: Tensor,
         labels: Tensor,
@@ -473,7 +472,7 @@ class SimFeedbackTrainer:
             )  # fmt: skip
             while step < c.steps_per_round:
                 g = torch.Generator().manual_seed((c.seed * 1_000_003 + round_) * 1_000_003 + step)
-                loss, metrics = self._step(col, data, x0_all, labels, g)
+                loss, metrics = self._step(data, x0_all, labels, g)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if c.grad_clip > 0:
