@@ -25,3 +25,10 @@ bench: setup
 	$(PY) scripts/bench/stability_agreement.py
 	$(PY) scripts/bench/samplers.py
 	$(PY) scripts/bench/generator.py
+	$(PY) scripts/bench/dso.py
+	$(PY) scripts/bench/pde_solvers.py
+	$(PY) scripts/bench/least_squares.py
+	$(VENV)/bin/simkit pde generate --pde diffusion-sorption --n 48 --resolution 64 --times 26 --out runs/bench-data/ds-train.h5
+	$(VENV)/bin/simkit pde generate --pde diffusion-sorption --n 16 --resolution 64 --times 26 --seed 1 --out runs/bench-data/ds-test.h5
+	$(PY) scripts/bench/pihc_moe.py --ds-train runs/bench-data/ds-train.h5 --ds-test runs/bench-data/ds-test.h5
+	$(PY) scripts/bench/pinns.py --part table --seeds 3
