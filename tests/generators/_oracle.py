@@ -82,24 +82,7 @@ class MixtureOracleUNet(ModelMixin, ConfigMixin):
         self.atoms = nn.Parameter(torch.full((num_classes + 1, atoms_per_class, 1, r, r, r), -1.0))
 
     def forward(self, sample, timestep, class_labels=None, return_dict=True):
-        from generators.pfgmpp import ideal_denoiser
-
-        sigma = torch.exp(4 * torch.as_tensor(timestep, dtype=torch.float64)).reshape(-1)
-        sigma = sigma.expand(sample.shape[0])
-        s = edm_scalings(sigma, self.config.sigma_data)
-        shape = (-1, 1, 1, 1, 1)
-        x = sample.double() / s.c_in.reshape(shape)
-        d = torch.stack(
-            [
-                ideal_denoiser(
-                    x[i : i + 1], sigma[i : i + 1], self.atoms[c].double(), None, self.config.D
-                )[0]
-                for i, c in enumerate(class_labels.tolist())
-            ]
-        )
-        f = (d - s.c_skip.reshape(shape) * x) / s.c_out.reshape(shape)
-        out = f.to(sample.dtype)
-        return type("Out", (), {"sample": out})() if return_dict else (out,)
+        return _mixture_forward(self, sample, timestep, class_labels, return_dict, None)
 
 
 class WeightedMixtureOracleUNet(ModelMixin, ConfigMixin):
@@ -130,28 +113,8 @@ class WeightedMixtureOracleUNet(ModelMixin, ConfigMixin):
         self.logits = nn.Parameter(torch.zeros(num_classes + 1, atoms_per_class))
 
     def forward(self, sample, timestep, class_labels=None, return_dict=True):
-        from generators.pfgmpp import ideal_denoiser
-
-        sigma = torch.exp(4 * torch.as_tensor(timestep, dtype=torch.float64)).reshape(-1)
-        sigma = sigma.expand(sample.shape[0])
-        s = edm_scalings(sigma, self.config.sigma_data)
-        shape = (-1, 1, 1, 1, 1)
-        x = sample.double() / s.c_in.reshape(shape)
-        d = torch.cat(
-            [
-                ideal_denoiser(
-                    x[i : i + 1],
-                    sigma[i : i + 1],
-                    self.atoms[c].double(),
-                    torch.softmax(self.logits[c].double(), 0),
-                    self.config.D,
-                )
-                for i, c in enumerate(class_labels.tolist())
-            ]
-        )
-        f = (d - s.c_skip.reshape(shape) * x) / s.c_out.reshape(shape)
-        out = f.to(sample.dtype)
-        return type("Out", (), {"sample": out})() if return_dict else (out,)
+        weights = [torch.softmax(self.logits[c].double(), 0) for c in range(len(self.logits))]
+        return _mixture_forward(self, sample, timestep, class_labels, return_dict, weights)
 
 
 class AdaptedMixtureOracleUNet(WeightedMixtureOracleUNet):
@@ -183,3 +146,30 @@ class AdaptedMixtureOracleUNet(WeightedMixtureOracleUNet):
         f = super().forward(sample, timestep, class_labels, return_dict=False)[0]
         out = f + self.conv3(sample) + self.conv1(sample)
         return type("Out", (), {"sample": out})() if return_dict else (out,)
+
+
+def _mixture_forward(model, sample, timestep, class_labels, return_dict, weights):
+    """F of the exact posterior mean over ``model.atoms[class]`` (``weights[class]``, or
+    uniform when ``weights`` is None), in the network's EDM parameterisation."""
+    from generators.pfgmpp import ideal_denoiser
+
+    sigma = torch.exp(4 * torch.as_tensor(timestep, dtype=torch.float64)).reshape(-1)
+    sigma = sigma.expand(sample.shape[0])
+    s = edm_scalings(sigma, model.config.sigma_data)
+    shape = (-1, 1, 1, 1, 1)
+    x = sample.double() / s.c_in.reshape(shape)
+    d = torch.cat(
+        [
+            ideal_denoiser(
+                x[i : i + 1],
+                sigma[i : i + 1],
+                model.atoms[c].double(),
+                None if weights is None else weights[c],
+                model.config.D,
+            )
+            for i, c in enumerate(class_labels.tolist())
+        ]
+    )
+    f = (d - s.c_skip.reshape(shape) * x) / s.c_out.reshape(shape)
+    out = f.to(sample.dtype)
+    return type("Out", (), {"sample": out})() if return_dict else (out,)
