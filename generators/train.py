@@ -77,6 +77,11 @@ class GeneratorTrainConfig:
         batch_size: global batch (split over DDP ranks; must divide by their number).
         steps: optimiser steps.
         lr: AdamW learning rate after a linear warm-up of ``warmup_steps``.
+        decay_steps: the last ``decay_steps`` steps anneal the learning rate to 0 on a
+            half cosine (0: constant to the end). Annealing is what turns a noisy
+            constant-rate iterate into a converged one; extending a finished run by
+            raising ``steps`` with a ``decay_steps`` gives the same schedule as a run
+            planned that way from the start.
         weight_decay: AdamW weight decay.
         grad_clip: gradient norm clip (0: none).
         ema_decay: EMA decay per step (ramped up as min(decay, (1+s)/(10+s))).
@@ -115,6 +120,7 @@ class GeneratorTrainConfig:
     steps: int = 3000
     lr: float = 5e-4
     warmup_steps: int = 200
+    decay_steps: int = 0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
@@ -137,7 +143,7 @@ class GeneratorTrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name in ("warmup_steps", "seed", "data_seed", "sample_steps"):
+        for name in ("warmup_steps", "decay_steps", "seed", "data_seed", "sample_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
@@ -156,6 +162,8 @@ class GeneratorTrainConfig:
             raise ValueError(f"class_dropout must be in [0, 1], got {self.class_dropout!r}")
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise ValueError("grad_clip and weight_decay must be >= 0")
+        if self.decay_steps > self.steps:
+            raise ValueError(f"decay_steps ({self.decay_steps}) cannot exceed steps ({self.steps})")
         if self.save_dtype not in ("float32", "float16"):
             raise ValueError(f"save_dtype must be 'float32' or 'float16', got {self.save_dtype!r}")
 
@@ -338,9 +346,14 @@ _RESUME_KEYS = (
 
 
 def _lr_at(config: GeneratorTrainConfig, step: int) -> float:
-    if config.warmup_steps == 0:
-        return config.lr
-    return config.lr * min(1.0, (step + 1) / config.warmup_steps)
+    """Learning rate of 0-based ``step``: linear warm-up, constant, half-cosine decay."""
+    lr = config.lr
+    if config.warmup_steps:
+        lr *= min(1.0, (step + 1) / config.warmup_steps)
+    start = config.steps - config.decay_steps
+    if config.decay_steps and step >= start:
+        lr *= 0.5 * (1.0 + math.cos(math.pi * (step - start) / config.decay_steps))
+    return lr
 
 
 def train_generator(config: GeneratorTrainConfig, *, progress: bool = True) -> TrainResult:

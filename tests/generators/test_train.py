@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from generators.pfgmpp import denoising_loss, sample_noise
 from generators.pipeline import ShapePipeline
 from generators.train import (
     GeneratorTrainConfig,
+    _lr_at,
     load_config,
     load_training_data,
     train_generator,
@@ -103,6 +105,31 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
     resumed = train_generator(replace(interrupted, steps=8), progress=False)  # ... goes on
     assert resumed.resumed_from == 4 and resumed.steps == 8
     a, b = _state(straight), _state(replace(interrupted, steps=8))
+    for key in ("model", "ema"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+
+
+def test_the_learning_rate_warms_up_then_anneals_on_a_half_cosine(tmp_path):
+    config = tiny(tmp_path, steps=100, warmup_steps=10, decay_steps=40, lr=1.0)
+    lrs = [_lr_at(config, s) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10:61] == [1.0] * 51  # constant until the last 40 steps
+    assert lrs[80] == pytest.approx(0.5)  # half way down the cosine
+    assert lrs[99] == pytest.approx(0.5 * (1 + math.cos(math.pi * 39 / 40)))
+    assert all(a >= b for a, b in zip(lrs[60:], lrs[61:], strict=False))
+    assert _lr_at(replace(config, decay_steps=0), 99) == 1.0
+    with pytest.raises(ValueError, match="decay_steps"):
+        tiny(tmp_path, steps=10, decay_steps=11)
+
+
+def test_a_finished_run_extended_with_a_decay_equals_one_planned_that_way(tmp_path):
+    planned = tiny(tmp_path / "a", steps=8, decay_steps=4)
+    train_generator(planned, progress=False)
+    first = tiny(tmp_path / "b", steps=4)  # constant rate to step 4 ...
+    train_generator(first, progress=False)
+    train_generator(replace(first, steps=8, decay_steps=4), progress=False)  # ... then anneal
+    a, b = _state(planned), _state(replace(first, steps=8))
     for key in ("model", "ema"):
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), (key, name)
