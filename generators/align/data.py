@@ -31,27 +31,36 @@ class PreferencePairs:
         return int(self.winners.shape[0])
 
 
-def _judged(records: list[SampleRecord]) -> dict[str, tuple[list[int], list[int]]]:
+def _judged(
+    records: list[SampleRecord], valid_only: bool = True
+) -> dict[str, tuple[list[int], list[int]]]:
+    """(standing, falling) indices per condition. A sample that was not one solid was
+    judged (and is stored) as its largest piece; ``valid_only`` leaves it out."""
     groups: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
     for r in records:
-        if r.passed is None or not r.valid:
-            continue  # unjudged or not one solid: no label
+        if r.passed is None or (valid_only and not r.valid):
+            continue  # unjudged (empty), or not one solid when only solids count
         groups[r.condition][0 if r.passed else 1].append(r.index)
     return dict(groups)
 
 
 def preference_pairs(
-    collection: Collection, pairs_per_condition: int | None = None, seed: int = 0
+    collection: Collection,
+    pairs_per_condition: int | None = None,
+    seed: int = 0,
+    valid_only: bool = True,
 ) -> PreferencePairs:
     """Pair standing with falling samples of the same condition (DSO drops conditions
     whose samples all stand or all fall: they carry no preference).
 
     Each condition gives ``pairs_per_condition`` pairs drawn at random with replacement
     (default: as many as its smaller side, every sample of that side used once).
+    ``valid_only=False`` also uses samples that were not one solid, as the largest
+    piece that was judged and stored.
     """
     g = torch.Generator().manual_seed(seed)
     winners, losers, dropped = [], [], []
-    for condition, (stand, fall) in sorted(_judged(collection.records).items()):
+    for condition, (stand, fall) in sorted(_judged(collection.records, valid_only).items()):
         if not stand or not fall:
             dropped.append(condition)
             continue
@@ -71,12 +80,16 @@ def preference_pairs(
     )
 
 
-def balanced_singles(collection: Collection, seed: int = 0) -> tuple[Tensor, Tensor]:
+def balanced_singles(
+    collection: Collection, seed: int = 0, valid_only: bool = True
+) -> tuple[Tensor, Tensor]:
     """Labelled samples with as many standing as falling (the larger side subsampled):
-    indices (M,) int64 and ``stands`` (M,) bool, shuffled. For DRO, KTO and SFT."""
+    indices (M,) int64 and ``stands`` (M,) bool, shuffled. For DRO and KTO.
+    ``valid_only`` as in :func:`preference_pairs`."""
     g = torch.Generator().manual_seed(seed)
-    stand = [i for s, _ in _judged(collection.records).values() for i in s]
-    fall = [i for _, f in _judged(collection.records).values() for i in f]
+    groups = _judged(collection.records, valid_only).values()
+    stand = [i for s, _ in groups for i in s]
+    fall = [i for _, f in groups for i in f]
     n = min(len(stand), len(fall))
     if n == 0:
         raise ValueError(

@@ -86,6 +86,10 @@ class AlignConfig:
         ema_decay: EMA decay per step (ramped as min(decay, (1 + s) / (10 + s))); 0
             exports the last weights.
         checkpoint_every: steps between two training checkpoints.
+        valid_only: train only on samples that came out as one solid (default). False
+            also uses the others, as the largest piece that the reward judged and the
+            collection stored (what ``simkit generate`` would have returned): two to
+            three times the data from the same draws.
         seed: seeds the collection (round r draws from seed + r * 1,000,003) and each
             step's batch and noise.
         workers, backend: where the default stability reward simulates.
@@ -108,6 +112,7 @@ class AlignConfig:
     lora_alpha: float | None = None
     ema_decay: float = 0.99
     checkpoint_every: int = 50
+    valid_only: bool = True
     seed: int = 0
     workers: int | None = None
     backend: str = "process"
@@ -379,18 +384,19 @@ class SimFeedbackTrainer:
     def _data(self, col: Collection) -> tuple[Tensor, ...] | None:
         """Index tensors of the round's training data (None: nothing to learn from)."""
         if self.config.objective == "dpo":
-            pairs = preference_pairs(col, seed=self.config.seed)
+            pairs = preference_pairs(col, seed=self.config.seed, valid_only=self.config.valid_only)
             if pairs.dropped:
                 log.info("conditions without both outcomes, dropped: %s", pairs.dropped)
             return (pairs.winners, pairs.losers) if len(pairs) else None
         if self.config.objective == "sft":
-            idx = [r.index for r in col.records if r.passed and r.valid]
+            valid_only = self.config.valid_only
+            idx = [r.index for r in col.records if r.passed and (r.valid or not valid_only)]
             if not idx:
                 return None
             idx_t = torch.tensor(idx)
             return idx_t, torch.ones(len(idx), dtype=torch.bool)
         try:
-            return balanced_singles(col, seed=self.config.seed)
+            return balanced_singles(col, seed=self.config.seed, valid_only=self.config.valid_only)
         except ValueError as exc:
             log.warning("round has no balanced data: %s", exc)
             return None

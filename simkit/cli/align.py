@@ -53,6 +53,12 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
               help="DPO / KTO inverse temperature [default: 500 / 50].")  # fmt: skip
 @click.option("--lora-rank", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--full", is_flag=True, help="Fine-tune every weight instead of LoRA adapters.")
+@click.option(
+    "--all-judged",
+    is_flag=True,
+    help="Also train on samples that were not one solid, as their judged largest "
+    "piece [default: one-solid samples only].",
+)
 @_backend_option
 @device_option
 @seed_option
@@ -71,6 +77,7 @@ def align(
     beta: float | None,
     lora_rank: int,
     full: bool,
+    all_judged: bool,
     workers: int | None,
     backend: str,
     device: str,
@@ -99,6 +106,7 @@ def align(
             lr=lr,
             beta=beta,
             lora_rank=None if full else lora_rank,
+            valid_only=not all_judged,
             seed=seed,
             workers=workers,
             backend=backend,

@@ -100,6 +100,32 @@ def test_pairs_drop_conditions_that_all_stand_or_all_fall(pipe, tmp_path):
     assert load_collection(tmp_path / "c").records == col.records
 
 
+def test_samples_that_were_not_one_solid_count_only_when_asked():
+    from generators.align.collect import Collection, SampleRecord
+
+    def rec(i, passed, valid):
+        return SampleRecord(
+            index=i, condition="c", label=0, seed=i, valid=valid, passed=passed,
+            score=None if passed is None else float(passed), details={}, error=None,
+        )  # fmt: skip
+
+    # solids: 1 stands, 1 falls; pieces (largest of a fragmented sample): 2 stand, 3 fall
+    records = [rec(0, True, True), rec(1, False, True), rec(2, True, False)]
+    records += [rec(3, True, False), rec(4, False, False), rec(5, False, False)]
+    records += [rec(6, False, False), rec(7, None, False)]  # 7: empty, never judged
+    col = Collection(records=records, occupancy=torch.zeros(8, R, R, R, dtype=torch.bool))
+    assert preference_pairs(col).winners.tolist() == [0]
+    assert preference_pairs(col).losers.tolist() == [1]
+    pairs = preference_pairs(col, valid_only=False)
+    assert sorted(pairs.winners.tolist()) == [0, 2, 3]
+    assert set(pairs.losers.tolist()) <= {1, 4, 5, 6} and len(set(pairs.losers.tolist())) == 3
+    idx, stands = balanced_singles(col)
+    assert sorted(idx.tolist()) == [0, 1]
+    idx, stands = balanced_singles(col, valid_only=False)
+    assert len(idx) == 6 and int(stands.sum()) == 3 and 7 not in idx.tolist()
+    assert all(records[i].passed == s for i, s in zip(idx.tolist(), stands.tolist(), strict=True))
+
+
 def test_bad_conditions_are_named(pipe, tmp_path):
     with pytest.raises(ValueError, match="unknown conditions \\['mug'\\]"):
         collect(pipe, _config(tmp_path, conditions=("mug",)), progress=False)
