@@ -9,7 +9,9 @@ parallel), and writes a dataset folder:
 * ``manifest.json``: the settings and one record per sample (index, condition, label,
   seed, valid, the reward's verdict: passed, score and details such as the tilt and the
   support margin, error);
-* ``chunk_NNNNN.pt``: the samples' occupancies, (n, R, R, R) bool, chunk by chunk.
+* ``chunk_NNNNN.pt``: the samples' occupancies, (n, R, R, R) bool, chunk by chunk:
+  ``occupancy``, the largest connected solid (what ``simkit generate`` returns and the
+  reward judged), and ``raw``, every occupied voxel (all pieces of a fragmented sample).
 
 Every file is written atomically and the manifest last, after its chunk: an interrupted
 collection resumes at the first chunk the manifest does not list, and gives the same
@@ -30,6 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from generators.align.reward import Reward, StabilityReward, as_reward
+from generators.pipeline import samples_to_voxels
 from simkit.io import atomic_write, write_json
 
 __all__ = ["CollectConfig", "Collection", "SampleRecord", "collect", "load_collection"]
@@ -109,11 +112,13 @@ class SampleRecord:
 
 @dataclass
 class Collection:
-    """A loaded dataset: the records and the (n, R, R, R) bool occupancies."""
+    """A loaded dataset: the records and the (n, R, R, R) bool occupancies (largest solid;
+    ``raw``: every piece, None for a collection written before it was stored)."""
 
     records: list[SampleRecord]
     occupancy: Tensor
     settings: dict[str, Any] = field(default_factory=dict)
+    raw: Tensor | None = None
 
     def fraction_passed(self) -> float:
         """Fraction of the judged samples that pass (stand); NaN when none was judged."""
@@ -236,7 +241,8 @@ def collect(
             )
         name = f"chunk_{start // config.chunk_size:05d}.pt"
         with atomic_write(out / name) as fh:
-            torch.save({"occupancy": result.voxels.occupancy.cpu()}, fh)
+            raw = samples_to_voxels(result.samples.float()).occupancy.cpu()
+            torch.save({"occupancy": result.voxels.occupancy.cpu(), "raw": raw}, fh)
         chunks.append(name)
         write_json(out / _MANIFEST, {"settings": settings, "chunks": chunks, "records": records})
         bar.update(len(part))
@@ -250,13 +256,16 @@ def load_collection(folder: str | os.PathLike[str]) -> Collection:
     manifest = _read_manifest(folder)
     if manifest is None:
         raise FileNotFoundError(f"no {_MANIFEST} in {folder}: not a collection")
-    parts = [
-        torch.load(folder / name, weights_only=True)["occupancy"] for name in manifest["chunks"]
-    ]
-    occupancy = torch.cat(parts) if parts else torch.zeros(0, 1, 1, 1, dtype=torch.bool)
+    chunks = [torch.load(folder / name, weights_only=True) for name in manifest["chunks"]]
+    occupancy = (
+        torch.cat([c["occupancy"] for c in chunks])
+        if chunks
+        else torch.zeros(0, 1, 1, 1, dtype=torch.bool)
+    )
+    raw = torch.cat([c["raw"] for c in chunks]) if all("raw" in c for c in chunks) else None
     records = [SampleRecord(**r) for r in manifest["records"]]
     if occupancy.shape[0] != len(records):
         raise ValueError(
             f"{folder}: {len(records)} records but {occupancy.shape[0]} stored samples"
         )
-    return Collection(records=records, occupancy=occupancy, settings=manifest["settings"])
+    return Collection(records=records, occupancy=occupancy, settings=manifest["settings"], raw=raw)

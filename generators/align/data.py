@@ -10,7 +10,16 @@ from torch import Tensor
 
 from generators.align.collect import Collection, SampleRecord
 
-__all__ = ["PreferencePairs", "balanced_singles", "preference_pairs"]
+__all__ = [
+    "FRAGMENTS",
+    "PreferencePairs",
+    "balanced_singles",
+    "preference_pairs",
+    "split_by_verdict",
+]
+
+# What becomes of a sample that did not come out as one solid (see split_by_verdict).
+FRAGMENTS = ("drop", "piece", "fail")
 
 
 @dataclass(frozen=True)
@@ -31,16 +40,25 @@ class PreferencePairs:
         return int(self.winners.shape[0])
 
 
-def _judged(
-    records: list[SampleRecord], valid_only: bool = True
+def split_by_verdict(
+    records: list[SampleRecord], fragments: str = "drop"
 ) -> dict[str, tuple[list[int], list[int]]]:
-    """(standing, falling) indices per condition. A sample that was not one solid was
-    judged (and is stored) as its largest piece; ``valid_only`` leaves it out."""
+    """(passing, failing) indices per condition.
+
+    A sample that did not come out as one solid was judged as its largest piece.
+    ``fragments`` says what it is for training: "drop" leaves it out; "piece" keeps it
+    as that piece with the piece's verdict; "fail" makes it a failure whatever the piece
+    did (the reward becomes "passes and is one solid"; train on every piece, the
+    collection's ``raw``, so that the model learns away from fragmenting).
+    """
+    if fragments not in FRAGMENTS:
+        raise ValueError(f"fragments must be one of {FRAGMENTS}, got {fragments!r}")
     groups: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
     for r in records:
-        if r.passed is None or (valid_only and not r.valid):
-            continue  # unjudged (empty), or not one solid when only solids count
-        groups[r.condition][0 if r.passed else 1].append(r.index)
+        if r.passed is None or (fragments == "drop" and not r.valid):
+            continue  # unjudged (empty), or not one solid and dropped
+        passed = r.passed and (r.valid or fragments == "piece")
+        groups[r.condition][0 if passed else 1].append(r.index)
     return dict(groups)
 
 
@@ -48,19 +66,19 @@ def preference_pairs(
     collection: Collection,
     pairs_per_condition: int | None = None,
     seed: int = 0,
-    valid_only: bool = True,
+    fragments: str = "drop",
 ) -> PreferencePairs:
     """Pair standing with falling samples of the same condition (DSO drops conditions
     whose samples all stand or all fall: they carry no preference).
 
     Each condition gives ``pairs_per_condition`` pairs drawn at random with replacement
     (default: as many as its smaller side, every sample of that side used once).
-    ``valid_only=False`` also uses samples that were not one solid, as the largest
-    piece that was judged and stored.
+    ``fragments``: what a sample that was not one solid counts as ("drop", "piece",
+    "fail"; see :func:`split_by_verdict`).
     """
     g = torch.Generator().manual_seed(seed)
     winners, losers, dropped = [], [], []
-    for condition, (stand, fall) in sorted(_judged(collection.records, valid_only).items()):
+    for condition, (stand, fall) in sorted(split_by_verdict(collection.records, fragments).items()):
         if not stand or not fall:
             dropped.append(condition)
             continue
@@ -81,13 +99,13 @@ def preference_pairs(
 
 
 def balanced_singles(
-    collection: Collection, seed: int = 0, valid_only: bool = True
+    collection: Collection, seed: int = 0, fragments: str = "drop"
 ) -> tuple[Tensor, Tensor]:
     """Labelled samples with as many standing as falling (the larger side subsampled):
     indices (M,) int64 and ``stands`` (M,) bool, shuffled. For DRO and KTO.
-    ``valid_only`` as in :func:`preference_pairs`."""
+    ``fragments`` as in :func:`preference_pairs`."""
     g = torch.Generator().manual_seed(seed)
-    groups = _judged(collection.records, valid_only).values()
+    groups = split_by_verdict(collection.records, fragments).values()
     stand = [i for s, _ in groups for i in s]
     fall = [i for _, f in groups for i in f]
     n = min(len(stand), len(fall))

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from generators.align.collect import CollectConfig, Collection, collect
-from generators.align.data import balanced_singles, preference_pairs
+from generators.align.data import FRAGMENTS, balanced_singles, preference_pairs, split_by_verdict
 from generators.align.objectives import dpo_loss, dro_loss, kto_loss, sft_loss
 from generators.align.reward import Reward, StabilityReward, as_reward
 from generators.models import Denoiser
@@ -86,10 +86,12 @@ class AlignConfig:
         ema_decay: EMA decay per step (ramped as min(decay, (1 + s) / (10 + s))); 0
             exports the last weights.
         checkpoint_every: steps between two training checkpoints.
-        valid_only: train only on samples that came out as one solid (default). False
-            also uses the others, as the largest piece that the reward judged and the
-            collection stored (what ``simkit generate`` would have returned): two to
-            three times the data from the same draws.
+        fragments: what a sample that did not come out as one solid is for training:
+            "drop" (default) leaves it out; "piece" keeps its largest piece (what the
+            reward judged and ``simkit generate`` returns) with that piece's verdict,
+            two to three times the data from the same draws; "fail" counts it as a
+            failure, trained on with all its pieces, so the reward becomes "passes and
+            is one solid" and fragmenting cannot be a way to pass.
         seed: seeds the collection (round r draws from seed + r * 1,000,003) and each
             step's batch and noise.
         workers, backend: where the default stability reward simulates.
@@ -112,7 +114,7 @@ class AlignConfig:
     lora_alpha: float | None = None
     ema_decay: float = 0.99
     checkpoint_every: int = 50
-    valid_only: bool = True
+    fragments: str = "drop"
     seed: int = 0
     workers: int | None = None
     backend: str = "process"
@@ -146,6 +148,8 @@ class AlignConfig:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        if self.fragments not in FRAGMENTS:
+            raise ValueError(f"fragments must be one of {FRAGMENTS}, got {self.fragments!r}")
         if isinstance(self.conditions, list):
             object.__setattr__(self, "conditions", tuple(self.conditions))
 
@@ -384,22 +388,34 @@ class SimFeedbackTrainer:
     def _data(self, col: Collection) -> tuple[Tensor, ...] | None:
         """Index tensors of the round's training data (None: nothing to learn from)."""
         if self.config.objective == "dpo":
-            pairs = preference_pairs(col, seed=self.config.seed, valid_only=self.config.valid_only)
+            pairs = preference_pairs(col, seed=self.config.seed, fragments=self.config.fragments)
             if pairs.dropped:
                 log.info("conditions without both outcomes, dropped: %s", pairs.dropped)
             return (pairs.winners, pairs.losers) if len(pairs) else None
         if self.config.objective == "sft":
-            valid_only = self.config.valid_only
-            idx = [r.index for r in col.records if r.passed and (r.valid or not valid_only)]
+            groups = split_by_verdict(col.records, self.config.fragments).values()
+            idx = sorted(i for passing, _ in groups for i in passing)
             if not idx:
                 return None
             idx_t = torch.tensor(idx)
             return idx_t, torch.ones(len(idx), dtype=torch.bool)
         try:
-            return balanced_singles(col, seed=self.config.seed, valid_only=self.config.valid_only)
+            return balanced_singles(col, seed=self.config.seed, fragments=self.config.fragments)
         except ValueError as exc:
             log.warning("round has no balanced data: %s", exc)
             return None
+
+    def _occupancy(self, col: Collection) -> Tensor:
+        """What each sample is trained on: its largest solid, or with ``fragments="fail"``
+        every piece (identical for one-solid samples)."""
+        if self.config.fragments != "fail":
+            return col.occupancy
+        if col.raw is None:
+            raise ValueError(
+                "fragments='fail' trains on every piece of a sample, and this collection "
+                "stores only the largest (it predates that); collect it again"
+            )
+        return col.raw
 
     def _step(
         self,
@@ -462,7 +478,7 @@ class SimFeedbackTrainer:
         while round_ < total_rounds:
             col = self._collect(round_, progress)
             data = self._data(col)
-            x0_all = (2.0 * col.occupancy.float() - 1.0).unsqueeze(1).to(self.device)
+            x0_all = (2.0 * self._occupancy(col).float() - 1.0).unsqueeze(1).to(self.device)
             labels = torch.tensor([r.label for r in col.records], device=self.device)
             size = 0 if data is None else int(data[0].shape[0])
             recent: list[dict[str, float]] = []

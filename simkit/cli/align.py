@@ -54,10 +54,12 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
 @click.option("--lora-rank", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--full", is_flag=True, help="Fine-tune every weight instead of LoRA adapters.")
 @click.option(
-    "--all-judged",
-    is_flag=True,
-    help="Also train on samples that were not one solid, as their judged largest "
-    "piece [default: one-solid samples only].",
+    "--fragments",
+    type=click.Choice(["drop", "piece", "fail"]),
+    default="drop",
+    show_default=True,
+    help="A sample that is not one solid: left out (drop), trained on as its judged "
+    "largest piece (piece), or a failure with all its pieces (fail).",
 )
 @_backend_option
 @device_option
@@ -77,7 +79,7 @@ def align(
     beta: float | None,
     lora_rank: int,
     full: bool,
-    all_judged: bool,
+    fragments: str,
     workers: int | None,
     backend: str,
     device: str,
@@ -106,7 +108,7 @@ def align(
             lr=lr,
             beta=beta,
             lora_rank=None if full else lora_rank,
-            valid_only=not all_judged,
+            fragments=fragments,
             seed=seed,
             workers=workers,
             backend=backend,

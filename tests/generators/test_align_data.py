@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from generators.align.collect import CollectConfig, collect, load_collection
-from generators.align.data import balanced_singles, preference_pairs
+from generators.align.data import balanced_singles, preference_pairs, split_by_verdict
 from generators.pipeline import ShapePipeline
 from generators.schedulers import PFGMPPScheduler
 from tests.generators._oracle import MixtureOracleUNet, blocks
@@ -67,6 +67,23 @@ def test_collect_records_true_verdicts_and_seeds(pipe, tmp_path):
     mixed = [r.passed for r in col.records[:6]]
     assert any(mixed) and not all(mixed)  # the prior chose both atoms
     assert [r.seed for r in col.records] == list(range(12))
+    assert torch.equal(col.raw, col.occupancy)  # every atom is one solid
+
+
+def test_a_fragmented_sample_is_stored_whole_and_as_its_largest_piece(tmp_path):
+    big, small = (slice(1, 7), slice(1, 7), slice(0, 3)), (slice(0, 2), slice(0, 2), slice(6, 8))
+    two_pieces = blocks(R, big, small)
+    unet = MixtureOracleUNet(resolution=R, num_classes=1, atoms_per_class=1, D=128.0)
+    with torch.no_grad():
+        unet.atoms[0, 0] = two_pieces
+    p = ShapePipeline(unet=unet, scheduler=PFGMPPScheduler(D=128.0), families=["two"])
+    p.set_progress_bar_config(disable=True)
+    col = collect(p, _config(tmp_path, samples_per_condition=2), progress=False)
+    assert [r.valid for r in col.records] == [False, False]
+    assert [r.passed for r in col.records] == [True, True]  # the block, judged alone, stands
+    assert torch.equal(col.occupancy[0], blocks(R, big)[0] > 0)
+    assert torch.equal(col.raw[0], two_pieces[0] > 0)
+    assert torch.equal(load_collection(tmp_path / "c").raw, col.raw)
 
 
 def test_an_interrupted_collection_resumes_to_the_same_data(pipe, tmp_path):
@@ -100,7 +117,7 @@ def test_pairs_drop_conditions_that_all_stand_or_all_fall(pipe, tmp_path):
     assert load_collection(tmp_path / "c").records == col.records
 
 
-def test_samples_that_were_not_one_solid_count_only_when_asked():
+def test_what_a_sample_that_is_not_one_solid_counts_as():
     from generators.align.collect import Collection, SampleRecord
 
     def rec(i, passed, valid):
@@ -109,21 +126,28 @@ def test_samples_that_were_not_one_solid_count_only_when_asked():
             score=None if passed is None else float(passed), details={}, error=None,
         )  # fmt: skip
 
-    # solids: 1 stands, 1 falls; pieces (largest of a fragmented sample): 2 stand, 3 fall
+    # solids: 0 stands, 1 falls; fragmented, judged on the largest piece: 2, 3 stand,
+    # 4, 5, 6 fall; 7 was empty and never judged
     records = [rec(0, True, True), rec(1, False, True), rec(2, True, False)]
     records += [rec(3, True, False), rec(4, False, False), rec(5, False, False)]
-    records += [rec(6, False, False), rec(7, None, False)]  # 7: empty, never judged
+    records += [rec(6, False, False), rec(7, None, False)]
     col = Collection(records=records, occupancy=torch.zeros(8, R, R, R, dtype=torch.bool))
-    assert preference_pairs(col).winners.tolist() == [0]
-    assert preference_pairs(col).losers.tolist() == [1]
-    pairs = preference_pairs(col, valid_only=False)
+    assert split_by_verdict(records) == {"c": ([0], [1])}
+    assert split_by_verdict(records, "piece") == {"c": ([0, 2, 3], [1, 4, 5, 6])}
+    assert split_by_verdict(records, "fail") == {"c": ([0], [1, 2, 3, 4, 5, 6])}
+    with pytest.raises(ValueError, match="fragments must be one of"):
+        split_by_verdict(records, "keep")
+
+    pairs = preference_pairs(col)
+    assert pairs.winners.tolist() == [0] and pairs.losers.tolist() == [1]
+    pairs = preference_pairs(col, fragments="piece")
     assert sorted(pairs.winners.tolist()) == [0, 2, 3]
-    assert set(pairs.losers.tolist()) <= {1, 4, 5, 6} and len(set(pairs.losers.tolist())) == 3
-    idx, stands = balanced_singles(col)
-    assert sorted(idx.tolist()) == [0, 1]
-    idx, stands = balanced_singles(col, valid_only=False)
-    assert len(idx) == 6 and int(stands.sum()) == 3 and 7 not in idx.tolist()
-    assert all(records[i].passed == s for i, s in zip(idx.tolist(), stands.tolist(), strict=True))
+    assert len(set(pairs.losers.tolist()) & {1, 4, 5, 6}) == 3
+    for fragments, n in (("drop", 2), ("piece", 6), ("fail", 2)):
+        idx, stands = balanced_singles(col, fragments=fragments)
+        assert len(idx) == n and int(stands.sum()) == n // 2 and 7 not in idx.tolist()
+    idx, stands = balanced_singles(col, fragments="fail")
+    assert idx[stands].tolist() == [0]  # a fragmented sample never passes
 
 
 def test_bad_conditions_are_named(pipe, tmp_path):

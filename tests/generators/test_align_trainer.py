@@ -161,11 +161,25 @@ def test_a_round_without_both_outcomes_trains_nothing(tmp_path):
 @pytest.mark.parametrize(
     ("field", "value"),
     [("objective", "ppo"), ("rounds", 0), ("lora_rank", 0), ("lr", -1.0), ("ema_decay", 1.0),
-     ("grad_clip", float("nan")), ("seed", -1)],
+     ("grad_clip", float("nan")), ("seed", -1), ("fragments", "keep")],
 )  # fmt: skip
 def test_config_validation_names_the_field(field, value, tmp_path):
     with pytest.raises(ValueError, match=field):
         _config(tmp_path, **{field: value})
+
+
+def test_fragments_fail_trains_on_every_piece_and_needs_them_stored(tmp_path):
+    from generators.align.collect import Collection
+
+    piece = torch.zeros(2, 4, 4, 4, dtype=torch.bool)
+    raw = piece.clone()
+    raw[1, 3, 3, 3] = True  # sample 1 had a second piece
+    trainer = SimFeedbackTrainer(_adapted_pipe(), _config(tmp_path, fragments="fail"))
+    assert torch.equal(trainer._occupancy(Collection([], piece, raw=raw)), raw)
+    with pytest.raises(ValueError, match="collect it again"):
+        trainer._occupancy(Collection([], piece))
+    trainer = SimFeedbackTrainer(_adapted_pipe(), _config(tmp_path, fragments="piece"))
+    assert torch.equal(trainer._occupancy(Collection([], piece, raw=raw)), piece)
 
 
 def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
@@ -178,7 +192,7 @@ def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
     runner = CliRunner()
     args = ["align", "--out", str(tmp_path / "run"), "--samples-per-condition", "2",
             "--sample-steps", "4", "--steps", "2", "--batch-size", "2", "--backend", "serial",
-            "--objective", "kto", "--json"]  # fmt: skip
+            "--objective", "kto", "--fragments", "piece", "--json"]  # fmt: skip
     res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
