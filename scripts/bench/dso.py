@@ -17,6 +17,7 @@ DSO's own table (TRELLIS on Objaverse images; ``papers/dso.md``) is printed besi
 Everything is resumable: a rerun with the same ``--out`` reuses what is there.
 
     python scripts/bench/dso.py [--checkpoint shapes-base] [--n 504] [--workers 2]
+        [--objectives sft,dpo,dro,kto] [--fragments drop|piece|fail]
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def _align(args: argparse.Namespace, objective: str, shared: Path) -> tuple[Path
         batch_size=args.batch_size,
         lr=args.lr,
         lora_rank=args.lora_rank,
+        fragments=args.fragments,
         seed=args.seed,
         workers=args.workers,
     )
@@ -79,6 +81,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--lora-rank", type=int, default=8)
+    ap.add_argument(
+        "--fragments",
+        default="drop",
+        choices=("drop", "piece", "fail"),
+        help="what a sample that is not one solid is for training (AlignConfig.fragments)",
+    )
     ap.add_argument("--n", type=int, default=504, help="held-out samples per model")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)

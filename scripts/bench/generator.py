@@ -98,6 +98,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1000, help="sampling seed (held out)")
     ap.add_argument("--ref-seed", type=int, default=777, help="held-out procedural data seed")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--settings",
+        default="heun:18:1,dpmpp_2m:10:1,euler:18:1,heun:18:2",
+        help="rows to sample, as solver:steps:guidance, comma-separated",
+    )
     ap.add_argument("--json", default="scripts/bench/results/generator.json")
     args = ap.parse_args()
 
@@ -128,7 +133,10 @@ def main() -> None:
     )
 
     # (solver, steps, classifier-free guidance weight)
-    settings = [("heun", 18, 1.0), ("dpmpp_2m", 10, 1.0), ("euler", 18, 1.0), ("heun", 18, 2.0)]
+    settings = [
+        (solver, int(steps), float(w))
+        for solver, steps, w in (row.split(":") for row in args.settings.split(",") if row)
+    ]
     for solver, steps, guidance in settings:
         pipe = load_pipeline(args.checkpoint, solver=solver)
         labels = floor.labels  # the same balanced family order
