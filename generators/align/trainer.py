@@ -95,6 +95,9 @@ class AlignConfig:
         seed: seeds the collection (round r draws from seed + r * 1,000,003) and each
             step's batch and noise.
         workers, backend: where the default stability reward simulates.
+        save_dtype: "float32" or "float16", the exported pipelines' weights (float16
+            halves the files and loads back as float32, as the shipped checkpoints).
+            Export only: a finished run re-run with another value re-exports.
     """
 
     out: str | os.PathLike[str]
@@ -118,6 +121,7 @@ class AlignConfig:
     seed: int = 0
     workers: int | None = None
     backend: str = "process"
+    save_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -148,6 +152,8 @@ class AlignConfig:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        if self.save_dtype not in ("float32", "float16"):
+            raise ValueError(f"save_dtype must be 'float32' or 'float16', got {self.save_dtype!r}")
         if self.fragments not in FRAGMENTS:
             raise ValueError(f"fragments must be one of {FRAGMENTS}, got {self.fragments!r}")
         if isinstance(self.conditions, list):
@@ -158,9 +164,9 @@ class AlignConfig:
         return self.beta if self.beta is not None else _DEFAULT_BETA.get(self.objective)
 
     def settings(self) -> dict[str, Any]:
-        """What must match for a run to be resumed (everything but out/workers/backend)."""
+        """What must match for a run to be resumed (all but out/workers/backend/save_dtype)."""
         d = asdict(self)
-        for key in ("out", "workers", "backend"):
+        for key in ("out", "workers", "backend", "save_dtype"):
             d.pop(key)
         d["conditions"] = list(d["conditions"]) if d["conditions"] else None
         return d
@@ -365,7 +371,10 @@ class SimFeedbackTrainer:
         return pipe
 
     def _export(self, folder: Path) -> Path:
-        pipe = self._pipeline(self._ema_model().to("cpu"))
+        unet = self._ema_model().to("cpu")
+        if self.config.save_dtype == "float16":
+            unet = unet.half()
+        pipe = self._pipeline(unet)
         with atomic_directory(folder) as tmp:
             pipe.save_pretrained(tmp)
         return folder

@@ -61,6 +61,13 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
     help="A sample that is not one solid: left out (drop), trained on as its judged "
     "largest piece (piece), or a failure with all its pieces (fail).",
 )
+@click.option(
+    "--save-dtype",
+    type=click.Choice(["float32", "float16"]),
+    default="float32",
+    show_default=True,
+    help="Weights of the exported pipeline (float16: half the size, loads as float32).",
+)
 @_backend_option
 @device_option
 @seed_option
@@ -80,6 +87,7 @@ def align(
     lora_rank: int,
     full: bool,
     fragments: str,
+    save_dtype: str,
     workers: int | None,
     backend: str,
     device: str,
@@ -92,7 +100,7 @@ def align(
     OUT/pipeline` samples it.
     """
     from generators.align import AlignConfig, SimFeedbackTrainer
-    from generators.generate import load_pipeline
+    from generators.generate import BASE_CHECKPOINT, load_pipeline
 
     dev = resolve_device_or_fail(device)
     config = fail_on_value_error(
@@ -109,12 +117,13 @@ def align(
             beta=beta,
             lora_rank=None if full else lora_rank,
             fragments=fragments,
+            save_dtype=save_dtype,
             seed=seed,
             workers=workers,
             backend=backend,
         )  # fmt: skip
     )
-    pipe = fail_on_value_error(lambda: load_pipeline(checkpoint, device=dev))
+    pipe = fail_on_value_error(lambda: load_pipeline(checkpoint or BASE_CHECKPOINT, device=dev))
     trainer = SimFeedbackTrainer(pipe, config)
     result = fail_on_value_error(lambda: trainer.run())
     summary = {
@@ -137,7 +146,7 @@ def align(
 
 
 @click.command()
-@click.option("--checkpoint", default=None, help="Pipeline to evaluate [default: shapes-base].")
+@click.option("--checkpoint", default=None, help="Pipeline to evaluate [default: shapes-dso].")
 @click.option("--baseline", default=None,
               help="Pipeline to compare with on the same seeds (paired test).")  # fmt: skip
 @click.option("--n", "n", type=click.IntRange(min=1), default=512, show_default=True)

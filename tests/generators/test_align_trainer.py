@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -111,6 +113,17 @@ def test_lora_trains_only_adapters_and_the_export_merges_them_exactly(tmp_path):
     assert torch.allclose(got, want, atol=1e-5)
     assert not torch.allclose(got, base, atol=1e-4)  # and training changed something
 
+    # a finished run re-run with save_dtype="float16" only re-exports, in half precision
+    again = SimFeedbackTrainer(pipe, replace(cfg, save_dtype="float16")).run(progress=False)
+    assert again.history == result.history
+    half = ShapePipeline.from_pretrained(again.pipeline_dir, local_files_only=True)
+    rounded = 0
+    for name, w in exported.unet.state_dict().items():
+        h = half.unet.state_dict()[name].float()
+        assert torch.equal(h, w.half().float()), name
+        rounded += not torch.equal(h, w)
+    assert rounded  # some weights were not float16 numbers before
+
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     cfg = dict(lora_rank=2, steps_per_round=6, checkpoint_every=2, lr=1e-2, objective="dro",
@@ -161,7 +174,8 @@ def test_a_round_without_both_outcomes_trains_nothing(tmp_path):
 @pytest.mark.parametrize(
     ("field", "value"),
     [("objective", "ppo"), ("rounds", 0), ("lora_rank", 0), ("lr", -1.0), ("ema_decay", 1.0),
-     ("grad_clip", float("nan")), ("seed", -1), ("fragments", "keep")],
+     ("grad_clip", float("nan")), ("seed", -1), ("fragments", "keep"),
+     ("save_dtype", "bfloat16")],
 )  # fmt: skip
 def test_config_validation_names_the_field(field, value, tmp_path):
     with pytest.raises(ValueError, match=field):
