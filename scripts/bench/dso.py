@@ -73,7 +73,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--checkpoint", default="shapes-base")
     ap.add_argument("--objectives", default="sft,dpo,dro,kto")
     ap.add_argument("--samples-per-condition", type=int, default=32)
     ap.add_argument("--sample-steps", type=int, default=18)

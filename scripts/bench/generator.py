@@ -91,7 +91,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--checkpoint", default="shapes-base")
     ap.add_argument("--per-family", type=int, default=12)
     ap.add_argument("--points", type=int, default=256)
     ap.add_argument("--steps", type=int, default=18)
