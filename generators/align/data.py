@@ -101,21 +101,26 @@ def preference_pairs(
 def balanced_singles(
     collection: Collection, seed: int = 0, fragments: str = "drop"
 ) -> tuple[Tensor, Tensor]:
-    """Labelled samples with as many standing as falling (the larger side subsampled):
+    """Labelled samples, class-balanced: within each condition as many passing as failing
+    (the larger side subsampled), so that no condition is only pushed away from (DRO's
+    loser term is unbounded: a family whose samples all fall would be trained out of
+    existence); conditions without both outcomes are dropped, as for pairs. Returns
     indices (M,) int64 and ``stands`` (M,) bool, shuffled. For DRO and KTO.
     ``fragments`` as in :func:`preference_pairs`."""
     g = torch.Generator().manual_seed(seed)
-    groups = split_by_verdict(collection.records, fragments).values()
-    stand = [i for s, _ in groups for i in s]
-    fall = [i for _, f in groups for i in f]
-    n = min(len(stand), len(fall))
+    stand: list[Tensor] = []
+    fall: list[Tensor] = []
+    for _, (s, f) in sorted(split_by_verdict(collection.records, fragments).items()):
+        n = min(len(s), len(f))
+        stand.append(torch.tensor(s, dtype=torch.long)[torch.randperm(len(s), generator=g)[:n]])
+        fall.append(torch.tensor(f, dtype=torch.long)[torch.randperm(len(f), generator=g)[:n]])
+    n = sum(len(t) for t in stand)
     if n == 0:
         raise ValueError(
-            f"need both standing and falling samples, got {len(stand)} and {len(fall)}"
+            "need a condition with both passing and failing samples, got none "
+            f"({len(collection.records)} samples)"
         )
-    s = torch.tensor(stand)[torch.randperm(len(stand), generator=g)[:n]]
-    f = torch.tensor(fall)[torch.randperm(len(fall), generator=g)[:n]]
-    idx = torch.cat([s, f])
+    idx = torch.cat([*stand, *fall])
     labels = torch.cat([torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)])
     order = torch.randperm(2 * n, generator=g)
     return idx[order], labels[order]

@@ -150,6 +150,31 @@ def test_what_a_sample_that_is_not_one_solid_counts_as():
     assert idx[stands].tolist() == [0]  # a fragmented sample never passes
 
 
+def test_singles_are_balanced_within_each_condition():
+    from generators.align.collect import Collection, SampleRecord
+
+    def rec(i, condition, passed):
+        return SampleRecord(
+            index=i, condition=condition, label=0, seed=i, valid=True, passed=passed,
+            score=float(passed), details={}, error=None,
+        )  # fmt: skip
+
+    # "a": 1 stands, 3 fall; "b": 4 stand, 1 falls; "c": all 3 fall (nothing to prefer)
+    plan = [("a", True), ("a", False), ("a", False), ("a", False)]
+    plan += [("b", True)] * 4 + [("b", False)] + [("c", False)] * 3
+    records = [rec(i, c, p) for i, (c, p) in enumerate(plan)]
+    col = Collection(records=records, occupancy=torch.zeros(len(plan), R, R, R, dtype=torch.bool))
+    idx, stands = balanced_singles(col, seed=3)
+    cond = [records[i].condition for i in idx.tolist()]
+    for c in ("a", "b"):
+        mine = [s for s, k in zip(stands.tolist(), cond, strict=True) if k == c]
+        assert sorted(mine) == [False, True]  # one of each: the smaller side sets the count
+    assert "c" not in cond  # a condition that only falls is not pushed away from
+    assert all(records[i].passed == s for i, s in zip(idx.tolist(), stands.tolist(), strict=True))
+    with pytest.raises(ValueError, match="both passing and failing"):
+        balanced_singles(Collection(records=records[-3:], occupancy=col.occupancy[-3:]))
+
+
 def test_bad_conditions_are_named(pipe, tmp_path):
     with pytest.raises(ValueError, match="unknown conditions \\['mug'\\]"):
         collect(pipe, _config(tmp_path, conditions=("mug",)), progress=False)
