@@ -20,7 +20,6 @@ import torch
 from simkit.io import write_json
 
 __all__ = [
-    "BASE_CHECKPOINT",
     "DEFAULT_CHECKPOINT",
     "GenerateConfig",
     "GenerateResult",
@@ -32,11 +31,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The checkpoint ``generate`` uses when none is named (shipped under assets/checkpoints):
-#: the base generator fine-tuned on PyBullet's verdicts (DSO; its README.md has the figures).
-DEFAULT_CHECKPOINT = "shapes-dso"
-#: The pretrained generator it was fine-tuned from (``simkit generate --base``).
-BASE_CHECKPOINT = "shapes-base"
+#: The checkpoint ``generate`` uses when none is named (shipped under assets/checkpoints).
+DEFAULT_CHECKPOINT = "shapes-base"
 _ASSETS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
 
 _STANDS_RGB = (0.36, 0.55, 0.80)  # blue: stands

@@ -47,13 +47,7 @@ def _parse_D(value: str | None) -> float | None | str:
 @click.option(
     "--checkpoint",
     default=None,
-    help="Pipeline folder or shipped checkpoint name [default: shapes-dso, the "
-    "stability-fine-tuned one].",
-)
-@click.option(
-    "--base",
-    is_flag=True,
-    help="Use the pretrained generator (shapes-base) instead of the fine-tuned default.",
+    help="Pipeline folder or shipped checkpoint name [default: shapes-base].",
 )
 @click.option(
     "--family",
@@ -98,7 +92,6 @@ def generate(
     n: int,
     out: str,
     checkpoint: str | None,
-    base: bool,
     family: str | None,
     steps: int,
     solver: str | None,
@@ -111,13 +104,8 @@ def generate(
     as_json: bool,
 ) -> None:
     """Generate 3D objects: meshes (.glb, .obj), a PNG grid and stability verdicts."""
-    from generators.generate import BASE_CHECKPOINT, GenerateConfig
+    from generators.generate import GenerateConfig
     from generators.generate import generate as run
-
-    if base and checkpoint is not None:
-        raise click.UsageError("--base and --checkpoint name two checkpoints; give one")
-    if base:
-        checkpoint = BASE_CHECKPOINT
 
     config = fail_on_value_error(
         lambda: GenerateConfig(
