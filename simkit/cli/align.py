@@ -100,7 +100,7 @@ def align(
     OUT/pipeline` samples it.
     """
     from generators.align import AlignConfig, SimFeedbackTrainer
-    from generators.generate import BASE_CHECKPOINT, load_pipeline
+    from generators.generate import load_pipeline
 
     dev = resolve_device_or_fail(device)
     config = fail_on_value_error(
@@ -123,7 +123,7 @@ def align(
             backend=backend,
         )  # fmt: skip
     )
-    pipe = fail_on_value_error(lambda: load_pipeline(checkpoint or BASE_CHECKPOINT, device=dev))
+    pipe = fail_on_value_error(lambda: load_pipeline(checkpoint, device=dev))
     trainer = SimFeedbackTrainer(pipe, config)
     result = fail_on_value_error(lambda: trainer.run())
     summary = {
@@ -146,7 +146,7 @@ def align(
 
 
 @click.command()
-@click.option("--checkpoint", default=None, help="Pipeline to evaluate [default: shapes-dso].")
+@click.option("--checkpoint", default=None, help="Pipeline to evaluate [default: shapes-base].")
 @click.option("--baseline", default=None,
               help="Pipeline to compare with on the same seeds (paired test).")  # fmt: skip
 @click.option("--n", "n", type=click.IntRange(min=1), default=512, show_default=True)
