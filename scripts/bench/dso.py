@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from generators.align import AlignConfig, CollectConfig, SimFeedbackTrainer, collect
+from generators.align.data import FRAGMENTS
 from generators.align.evaluate import EvaluateConfig, evaluate_pipeline
 from generators.generate import checkpoint_path, load_pipeline
 
@@ -84,7 +85,7 @@ def main() -> None:
     ap.add_argument(
         "--fragments",
         default="drop",
-        choices=("drop", "piece", "fail"),
+        choices=FRAGMENTS,
         help="what a sample that is not one solid is for training (AlignConfig.fragments)",
     )
     ap.add_argument("--n", type=int, default=504, help="held-out samples per model")
