@@ -480,6 +480,64 @@ def test_components_connectivity(cells, expected) -> None:
             g.connected_components(bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("cells", "added"),
+    [
+        ([(0, 0, 0), (1, 1, 0)], [(1, 0, 0)]),  # edge in the floor: step in x
+        ([(0, 0, 1), (1, 0, 0)], [(0, 0, 0)]),  # edge across z: the bridge goes low
+        ([(1, 0, 1), (0, 0, 0)], [(1, 0, 0)]),
+        ([(0, 0, 0), (1, 1, 1)], [(1, 0, 0), (1, 1, 0)]),  # corner: x, then y, then z
+        ([(0, 1, 1), (1, 0, 0)], [(0, 0, 0), (0, 1, 0)]),
+    ],
+)
+def test_bridge_diagonals_fills_the_low_path(cells, added) -> None:
+    occ = np.zeros((3, 3, 3), dtype=bool)
+    for c in cells:
+        occ[c] = True
+    bridged = _grid(occ).bridge_diagonals()
+    new = np.argwhere(bridged.occupancy[0].numpy() & ~occ)
+    assert sorted(map(tuple, new.tolist())) == sorted(added)
+    assert bridged.connected_components(1)[1].tolist() == [1]
+    torch.testing.assert_close(bridged.origin, _grid(occ).origin)
+
+
+def test_bridge_diagonals_against_flood_fill() -> None:
+    rng = np.random.default_rng(11)
+    occ = rng.random((6, 7, 7, 7)) < 0.18  # sparse: many edge and corner contacts
+    occ[5] = False
+    g = VoxelGrid(torch.from_numpy(occ), torch.zeros(3), 1.0)
+    bridged = g.bridge_diagonals().occupancy.numpy()
+    for b in range(6):
+        n6, n26 = len(_bfs_components(occ[b], 1)), len(_bfs_components(occ[b], 3))
+        assert (bridged[b] | occ[b] == bridged[b]).all()  # nothing removed
+        # As many face-connected solids as there were 26-connected ones, each the same
+        # set of original voxels, at no more than two voxels a join.
+        comps = _bfs_components(bridged[b], 1)
+        assert len(comps) == n26
+        originals = sorted(sorted(c & set(zip(*np.nonzero(occ[b]), strict=True))) for c in comps)
+        assert originals == sorted(sorted(c) for c in _bfs_components(occ[b], 3))
+        assert 0 <= bridged[b].sum() - occ[b].sum() <= 2 * (n6 - n26)
+    # Already face-connected solids are left alone.
+    single = _bfs_components(occ[0], 1)[0]
+    one = np.zeros_like(occ[0])
+    one[tuple(np.array(sorted(single)).T)] = True
+    np.testing.assert_array_equal(_grid(one).bridge_diagonals().occupancy[0].numpy(), one)
+
+
+def test_bridge_diagonals_makes_procedural_objects_one_watertight_mesh() -> None:
+    from simkit.shapes import dataset
+
+    data = dataset(4, resolution=16, seed=0, families=["vase"])
+    grid = VoxelGrid(data.voxels > 0.5, torch.zeros(3), 1.0 / 16)
+    _, before = grid.connected_components(1)
+    assert bool((before > 1).any())  # thin walls that step diagonally fall apart...
+    bridged = grid.bridge_diagonals()
+    _, after = bridged.connected_components(1)
+    assert after.tolist() == [1] * 4  # ...and are one solid once bridged
+    for mesh in bridged.to_mesh():
+        assert mesh.is_watertight and len(mesh.to_trimesh().split(only_watertight=False)) == 1
+
+
 @pytest.mark.parametrize("connectivity", [1, 2, 3])
 def test_components_match_flood_fill(connectivity: int) -> None:
     rng = np.random.default_rng(connectivity)
