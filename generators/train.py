@@ -44,6 +44,7 @@ __all__ = [
     "TrainResult",
     "load_config",
     "load_training_data",
+    "random_turns",
     "train_generator",
 ]
 
@@ -276,8 +277,12 @@ def _mesh_files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in _MESH_SUFFIXES]
 
 
-def _augment(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Random quarter turn about z and mirror in x, per sample: (B, 1, R, R, R)."""
+def random_turns(x: Tensor, generator: torch.Generator) -> Tensor:
+    """Random quarter turn about z and mirror in x, per sample: (B, 1, R, R, R).
+
+    The training augmentation: each of the eight turns of an upright object
+    (:func:`simkit.geometry.upright_symmetries`) with probability 1/8.
+    """
     turns = torch.randint(0, 4, (x.shape[0],), generator=generator).tolist()
     flips = torch.randint(0, 2, (x.shape[0],), generator=generator).tolist()
     out = []
@@ -459,7 +464,7 @@ def train_generator(config: GeneratorTrainConfig, *, progress: bool = True) -> T
         idx = torch.randint(0, data.shape[0], (local_batch,), generator=generator)
         x0 = data[idx]
         if config.augment:
-            x0 = _augment(x0, generator)
+            x0 = random_turns(x0, generator)
         y = labels[idx].clone()
         if num_classes:
             drop = torch.rand(local_batch, generator=generator) < config.class_dropout

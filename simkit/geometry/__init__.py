@@ -12,6 +12,7 @@ from simkit.geometry.metrics import (
     one_nn_accuracy,
     pairwise_chamfer,
     set_metrics,
+    upright_symmetries,
 )
 from simkit.geometry.points import PointCloud, chamfer_distance, farthest_point_sampling
 from simkit.geometry.report import ConvertResult, MeshReport, convert_mesh, inspect_mesh
@@ -46,4 +47,5 @@ __all__ = [
     "random_rotations",
     "rigid_transform",
     "set_metrics",
+    "upright_symmetries",
 ]

@@ -22,6 +22,7 @@ from generators.train import (
     _lr_at,
     load_config,
     load_training_data,
+    random_turns,
     train_generator,
 )
 
@@ -249,3 +250,30 @@ def test_cli_train_generator(tmp_path):
     cfg.write_text(json.dumps({"nonsense": 1}))
     res = CliRunner().invoke(main, ["train-generator", "--config", str(cfg)])
     assert res.exit_code != 0 and "unknown keys" in res.output
+
+
+def test_random_turns_draw_the_eight_upright_turns_evenly():
+    from simkit.geometry import upright_symmetries
+
+    # An asymmetric object: an L in the floor and a post at one end.
+    x = -torch.ones(1, 1, 4, 4, 4)
+    x[0, 0, 0, :3, 0] = 1
+    x[0, 0, :2, 0, 0] = 1
+    x[0, 0, 0, 2, 1:] = 1
+    # The eight turns, made independently: voxel centres mapped by the affine maps.
+    idx = torch.stack(torch.meshgrid(*[torch.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    centres = (idx.double() + 0.5) / 4
+    images = []
+    for m in upright_symmetries(dtype=torch.float64):
+        moved = ((m[:, :3] @ centres.T + m[:, 3:]).T * 4 - 0.5).round().long()
+        y = -torch.ones(4, 4, 4)
+        y[tuple(moved[x[0, 0].flatten() > 0].T)] = 1
+        images.append(y)
+    assert len({tuple(i.flatten().tolist()) for i in images}) == 8
+    n = 4000
+    out = random_turns(x.expand(n, -1, -1, -1, -1), torch.Generator().manual_seed(0))
+    which = [next(k for k, im in enumerate(images) if torch.equal(o[0], im)) for o in out]
+    counts = torch.bincount(torch.tensor(which), minlength=8).double()
+    # Each turn 1/8 of the time: within 4.5 binomial standard deviations.
+    sd = math.sqrt(n * (1 / 8) * (7 / 8))
+    assert bool(((counts - n / 8).abs() < 4.5 * sd).all()), counts.tolist()

@@ -15,6 +15,7 @@ from simkit.geometry import (
     one_nn_accuracy,
     pairwise_chamfer,
     set_metrics,
+    upright_symmetries,
 )
 
 F64 = torch.float64
@@ -163,3 +164,92 @@ def test_set_metrics_validation() -> None:
         set_metrics(s[:0], s)
     with pytest.raises(ValueError):
         set_metrics(s, s[:0])
+
+
+# --------------------------------------------------------------------------------------
+# Distances up to the turns of an upright object
+# --------------------------------------------------------------------------------------
+
+
+def _turn_numpy(points: np.ndarray, quarter_turns: int, mirror: bool) -> np.ndarray:
+    """Quarter turns about the vertical through (0.5, 0.5) by index arithmetic on
+    coordinates (no matrices), then an optional mirror in x."""
+    x, y, z = points[:, 0] - 0.5, points[:, 1] - 0.5, points[:, 2]
+    if mirror:
+        x = -x
+    for _ in range(quarter_turns % 4):
+        x, y = -y, x
+    return np.stack([x + 0.5, y + 0.5, z], axis=1)
+
+
+def test_upright_symmetries_are_the_square_group() -> None:
+    maps = upright_symmetries(dtype=F64)
+    assert maps.shape == (8, 3, 4)
+    pts = torch.rand(50, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    images = [maps[g, :, :3] @ pts.T + maps[g, :, 3:] for g in range(8)]
+    expected = [_turn_numpy(pts.numpy(), k, m) for k in range(4) for m in (False, True)]
+    # The same eight images, as sets, and z (gravity) is never touched.
+    got = sorted(tuple(np.round(i.T.numpy()[0], 9)) for i in images)
+    want = sorted(tuple(np.round(e[0], 9)) for e in expected)
+    assert got == want
+    assert all(torch.equal(i[2], pts[:, 2]) for i in images)
+    # The unit cube maps onto itself.
+    corners = torch.tensor(list(np.ndindex(2, 2, 2)), dtype=F64)
+    for g in range(8):
+        img = (maps[g, :, :3] @ corners.T + maps[g, :, 3:]).T
+        assert sorted(map(tuple, img.tolist())) == sorted(map(tuple, corners.tolist()))
+
+
+def test_pairwise_chamfer_up_to_turns() -> None:
+    rng = np.random.default_rng(3)
+    a = [rng.random((40, 3)) * [0.6, 0.3, 1.0] for _ in range(3)]  # asymmetric clouds
+    turned = [
+        _turn_numpy(c, k, m) for c, k, m in zip(a, (1, 2, 3), (True, False, True), strict=True)
+    ]
+    ta = torch.tensor(np.stack(a))
+    tb = torch.tensor(np.stack(turned))
+    raw = pairwise_chamfer(ta, tb)
+    inv = pairwise_chamfer(ta, tb, symmetries=upright_symmetries(dtype=F64))
+    # A turned copy is at distance 0 up to turns, and not in plain Chamfer.
+    assert torch.allclose(inv.diagonal(), torch.zeros(3, dtype=F64), atol=1e-12)
+    assert bool((raw.diagonal() > 1e-3).all())
+    assert bool((inv <= raw + 1e-12).all())
+    # Brute force: the smallest plain distance over the eight turned copies of each a.
+    brute = np.array(
+        [
+            [
+                min(
+                    _chamfer_numpy(_turn_numpy(a[i], k, m), turned[j])
+                    for k in range(4)
+                    for m in (False, True)
+                )
+                for j in range(3)
+            ]
+            for i in range(3)
+        ]
+    )
+    np.testing.assert_allclose(inv.numpy(), brute, rtol=1e-10, atol=1e-14)
+    # Symmetric in its arguments (isometries, closed under inversion).
+    inv_t = pairwise_chamfer(tb, ta, symmetries=upright_symmetries(dtype=F64))
+    torch.testing.assert_close(inv_t, inv.T)
+    # The identity alone is plain Chamfer.
+    ident = torch.cat([torch.eye(3, dtype=F64), torch.zeros(3, 1, dtype=F64)], dim=1)[None]
+    torch.testing.assert_close(pairwise_chamfer(ta, tb, symmetries=ident), raw)
+
+
+def test_set_metrics_up_to_turns_ignore_orientation() -> None:
+    rng = np.random.default_rng(4)
+    refs = [rng.random((30, 3)) * [0.7, 0.2, 1.0] for _ in range(6)]
+    samples = [_turn_numpy(c, k, k % 2 == 1) for k, c in enumerate(refs)]
+    s, r = torch.tensor(np.stack(samples)), torch.tensor(np.stack(refs))
+    m = set_metrics(s, r, symmetries=upright_symmetries(dtype=F64))
+    # The samples are the references turned: every reference is matched at distance 0.
+    assert m.mmd == pytest.approx(0.0, abs=1e-12) and m.cov == 1.0
+
+
+def test_symmetries_validated() -> None:
+    a = torch.rand(2, 5, 3)
+    with pytest.raises(ValueError, match="affine"):
+        pairwise_chamfer(a, a, symmetries=torch.zeros(8, 3, 3))
+    with pytest.raises(ValueError, match="isometries"):
+        pairwise_chamfer(a, a, symmetries=2 * upright_symmetries())
