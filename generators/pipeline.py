@@ -39,13 +39,13 @@ class ShapePipelineOutput(BaseOutput):
 
     Attributes:
         voxels: the occupancy grids, (B, R, R, R) bool in a :class:`VoxelGrid` (unit
-            cube), after ``keep_largest`` if set.
+            cube), after ``bridge`` and ``keep_largest`` if set.
         meshes: one watertight :class:`Mesh` per sample (``output_type="mesh"``), or
             None where the sample is empty; None for other output types.
         samples: (B, 1, R, R, R) the final ODE states x (occupied where x > 0).
         class_labels: (B,) int64 labels sampled with (the null class for unconditional).
-        valid: (B,) bool: non-empty and one connected solid (6-connectivity) before
-            ``keep_largest``.
+        valid: (B,) bool: non-empty and one connected solid (6-connectivity) after
+            ``bridge`` and before ``keep_largest``.
     """
 
     voxels: VoxelGrid
@@ -133,6 +133,7 @@ class ShapePipeline(DiffusionPipeline):
         guidance_scale: float = 1.0,
         output_type: str = "voxels",
         keep_largest: bool = True,
+        bridge: bool = True,
         latents: Tensor | None = None,
         return_dict: bool = True,
     ) -> ShapePipelineOutput | tuple:
@@ -150,6 +151,10 @@ class ShapePipeline(DiffusionPipeline):
             output_type: "voxels", "mesh" (adds watertight meshes by marching cubes)
                 or "tensor" (same fields; meshes None).
             keep_largest: keep only each grid's largest connected solid.
+            bridge: first join pieces that touch only along an edge or at a corner
+                through a face (:meth:`~simkit.geometry.VoxelGrid.bridge_diagonals`: a
+                voxel or two a join), so that a thin wall drawn as steps, which the
+                procedural data at 16^3 are full of, is one solid and one mesh.
             latents: (B, 1, R, R, R) prior draw to start from instead of sampling one.
             return_dict: return a :class:`ShapePipelineOutput` (else a tuple of it).
 
@@ -200,6 +205,8 @@ class ShapePipeline(DiffusionPipeline):
             raise FloatingPointError("sampling produced NaN or infinite values")
 
         grids = samples_to_voxels(x.float())
+        if bridge:
+            grids = grids.bridge_diagonals()
         _, counts = grids.connected_components(1)
         valid = counts == 1
         if keep_largest:

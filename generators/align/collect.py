@@ -11,7 +11,8 @@ parallel), and writes a dataset folder:
   support margin, error);
 * ``chunk_NNNNN.pt``: the samples' occupancies, (n, R, R, R) bool, chunk by chunk:
   ``occupancy``, the largest connected solid (what ``simkit generate`` returns and the
-  reward judged), and ``raw``, every occupied voxel (all pieces of a fragmented sample).
+  reward judged), and ``raw``, every occupied voxel (all pieces of a fragmented sample;
+  both with diagonal contacts bridged, as the pipeline does).
 
 Every file is written atomically and the manifest last, after its chunk: an interrupted
 collection resumes at the first chunk the manifest does not list, and gives the same
@@ -241,7 +242,7 @@ def collect(
             )
         name = f"chunk_{start // config.chunk_size:05d}.pt"
         with atomic_write(out / name) as fh:
-            raw = samples_to_voxels(result.samples.float()).occupancy.cpu()
+            raw = samples_to_voxels(result.samples.float()).bridge_diagonals().occupancy.cpu()
             torch.save({"occupancy": result.voxels.occupancy.cpu(), "raw": raw}, fh)
         chunks.append(name)
         write_json(out / _MANIFEST, {"settings": settings, "chunks": chunks, "records": records})

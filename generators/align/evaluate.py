@@ -11,11 +11,11 @@ and overall:
   exact McNemar test on the discordant seeds (stands under one model, falls under the
   other), which is far more sensitive than comparing two independent rates;
 * **fidelity** to held-out procedural shapes of the same families (MMD, COV and 1-NNA on
-  Chamfer distance, :mod:`simkit.geometry.metrics`), when the families are
-  :mod:`simkit.shapes` families;
+  Chamfer distance up to the eight upright turns the generators train with,
+  :mod:`simkit.geometry.metrics`), when the families are :mod:`simkit.shapes` families;
 * **reward-hacking checks**: the fraction of the solid in the bottom eighth of the grid
   (mass piled into a flat base plate makes anything stand), the mean occupied volume
-  (drift), and the mean pairwise Chamfer distance within a family (diversity), each
+  (drift), and the mean pairwise Chamfer distance within a family, up to turns (diversity), each
   beside the baseline's and the references'.
 
 Samples and verdicts are stored (and resumed) as a collection
@@ -203,11 +203,11 @@ def _clouds(occupancy: Tensor, points: int, seed: int) -> Tensor:
 
 
 def _diversity(clouds: Tensor) -> float:
-    from simkit.geometry.metrics import pairwise_chamfer
+    from simkit.geometry.metrics import pairwise_chamfer, upright_symmetries
 
     if clouds.shape[0] < 2:
         return math.nan
-    d = pairwise_chamfer(clouds, clouds)
+    d = pairwise_chamfer(clouds, clouds, symmetries=upright_symmetries())
     n = d.shape[0]
     return float((d.sum() - d.diagonal().sum()) / (n * (n - 1)))
 
@@ -308,7 +308,8 @@ def _fidelity(
     baseline_overall: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
     """Fill fidelity and diversity in place; return the references' own figures."""
-    from simkit.geometry.metrics import set_metrics
+    from simkit.geometry import VoxelGrid
+    from simkit.geometry.metrics import set_metrics, upright_symmetries
     from simkit.shapes import FAMILIES, dataset
 
     if any(f not in FAMILIES for f in families):
@@ -318,11 +319,13 @@ def _fidelity(
     ref = dataset(per * len(FAMILIES), res, seed=config.reference_seed)
     ref_occ = ref.voxels > 0.5
     ref_occ = ref_occ.reshape(ref_occ.shape[0], res, res, res)
+    ref_occ = VoxelGrid(ref_occ, (0.0, 0.0, 0.0), 1 / res).bridge_diagonals().occupancy
     keep = [i for i, lab in enumerate(ref.labels.tolist()) if FAMILIES[lab] in families]
     ref_occ, ref_labels = ref_occ[keep], ref.labels[keep]
     clouds = _clouds(col.occupancy, config.points, 0)
     ref_clouds = _clouds(ref_occ, config.points, 1)
-    m = set_metrics(clouds, ref_clouds)
+    turns = upright_symmetries()
+    m = set_metrics(clouds, ref_clouds, symmetries=turns)
     overall.update({"mmd_cd": m.mmd, "cov_cd": m.cov, "one_nna_cd": m.one_nna})
     reference: dict[str, Any] = {"n": len(keep), **_shape_stats(ref_occ)}
     div, ref_div = [], []
@@ -335,7 +338,7 @@ def _fidelity(
     reference["diversity_cd"] = _nanmean(ref_div)
     if base_col is not None and baseline_overall is not None:
         base_clouds = _clouds(base_col.occupancy, config.points, 0)
-        mb = set_metrics(base_clouds, ref_clouds)
+        mb = set_metrics(base_clouds, ref_clouds, symmetries=turns)
         baseline_overall.update({"mmd_cd": mb.mmd, "cov_cd": mb.cov, "one_nna_cd": mb.one_nna})
         baseline_overall["diversity_cd"] = _nanmean(
             [_diversity(base_clouds[sel]) for sel in by_family.values()]

@@ -16,6 +16,9 @@ TWO_PIECES = blocks(
     R, (slice(0, 2), slice(0, 2), slice(0, 2)), (slice(5, 8), slice(5, 8), slice(0, 3))
 )
 
+# A step: two boxes touching only along an edge (one solid under 26-connectivity).
+STEP = blocks(R, (slice(1, 4), slice(1, 4), slice(0, 3)), (slice(4, 7), slice(4, 7), slice(0, 3)))
+
 
 def _oracle(*atoms: torch.Tensor) -> OracleUNet:
     model = OracleUNet(resolution=R, num_classes=len(atoms))
@@ -116,3 +119,21 @@ def test_bad_arguments_name_the_problem(tiny_unet):
         pipe(batch_size=1, latents=torch.zeros(1, 1, 4, 4, 4))
     with pytest.raises(ValueError, match="samples must be"):
         samples_to_voxels(torch.zeros(2, 8, 8, 8))
+
+
+def test_pieces_touching_along_an_edge_are_bridged_into_one_solid():
+    pipe = ShapePipeline(unet=_oracle(STEP, TWO_PIECES), scheduler=PFGMPPScheduler(D=None))
+    pipe.set_progress_bar_config(disable=True)
+    kw = dict(batch_size=2, num_inference_steps=4, class_labels=[0, 1], output_type="mesh")
+    out = pipe(**kw)
+    plain = pipe(**kw, bridge=False)
+    # Unbridged, the step is two solids and keeps one box; bridged it is one solid: both
+    # boxes and one voxel beside the edge they share (one bridge for the one join).
+    assert plain.valid.tolist() == [False, False]
+    assert int(plain.voxels.occupancy[0].sum()) == 27
+    assert out.valid.tolist() == [True, False]
+    assert int(out.voxels.occupancy[0].sum()) == 2 * 27 + 1
+    assert bool((out.voxels.occupancy[0] >= (STEP[0] > 0)).all())
+    assert out.meshes[0].is_watertight and len(out.meshes[0].to_trimesh().split()) == 1
+    # Pieces apart are not joined.
+    assert torch.equal(out.voxels.occupancy[1], plain.voxels.occupancy[1])
