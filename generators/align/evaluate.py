@@ -11,11 +11,14 @@ and overall:
   exact McNemar test on the discordant seeds (stands under one model, falls under the
   other), which is far more sensitive than comparing two independent rates;
 * **fidelity** to held-out procedural shapes of the same families (MMD, COV and 1-NNA on
-  Chamfer distance up to the eight upright turns the generators train with,
-  :mod:`simkit.geometry.metrics`), when the families are :mod:`simkit.shapes` families;
+  plain Chamfer distance, :mod:`simkit.geometry.metrics`; the references bridged at
+  diagonal contacts as samples are), when the families are :mod:`simkit.shapes`
+  families. Plain, not up to the eight upright turns the generators train with (as
+  ``scripts/bench/generator.py`` measures), which would cost eight times as much: the
+  figures are for comparing with the baseline on the same seeds, not absolute;
 * **reward-hacking checks**: the fraction of the solid in the bottom eighth of the grid
   (mass piled into a flat base plate makes anything stand), the mean occupied volume
-  (drift), and the mean pairwise Chamfer distance within a family, up to turns (diversity), each
+  (drift), and the mean pairwise Chamfer distance within a family (diversity), each
   beside the baseline's and the references'.
 
 Samples and verdicts are stored (and resumed) as a collection
@@ -203,11 +206,11 @@ def _clouds(occupancy: Tensor, points: int, seed: int) -> Tensor:
 
 
 def _diversity(clouds: Tensor) -> float:
-    from simkit.geometry.metrics import pairwise_chamfer, upright_symmetries
+    from simkit.geometry.metrics import pairwise_chamfer
 
     if clouds.shape[0] < 2:
         return math.nan
-    d = pairwise_chamfer(clouds, clouds, symmetries=upright_symmetries())
+    d = pairwise_chamfer(clouds, clouds)
     n = d.shape[0]
     return float((d.sum() - d.diagonal().sum()) / (n * (n - 1)))
 
@@ -309,7 +312,7 @@ def _fidelity(
 ) -> dict[str, Any] | None:
     """Fill fidelity and diversity in place; return the references' own figures."""
     from simkit.geometry import VoxelGrid
-    from simkit.geometry.metrics import set_metrics, upright_symmetries
+    from simkit.geometry.metrics import set_metrics
     from simkit.shapes import FAMILIES, dataset
 
     if any(f not in FAMILIES for f in families):
@@ -324,8 +327,7 @@ def _fidelity(
     ref_occ, ref_labels = ref_occ[keep], ref.labels[keep]
     clouds = _clouds(col.occupancy, config.points, 0)
     ref_clouds = _clouds(ref_occ, config.points, 1)
-    turns = upright_symmetries()
-    m = set_metrics(clouds, ref_clouds, symmetries=turns)
+    m = set_metrics(clouds, ref_clouds)
     overall.update({"mmd_cd": m.mmd, "cov_cd": m.cov, "one_nna_cd": m.one_nna})
     reference: dict[str, Any] = {"n": len(keep), **_shape_stats(ref_occ)}
     div, ref_div = [], []
@@ -338,7 +340,7 @@ def _fidelity(
     reference["diversity_cd"] = _nanmean(ref_div)
     if base_col is not None and baseline_overall is not None:
         base_clouds = _clouds(base_col.occupancy, config.points, 0)
-        mb = set_metrics(base_clouds, ref_clouds, symmetries=turns)
+        mb = set_metrics(base_clouds, ref_clouds)
         baseline_overall.update({"mmd_cd": mb.mmd, "cov_cd": mb.cov, "one_nna_cd": mb.one_nna})
         baseline_overall["diversity_cd"] = _nanmean(
             [_diversity(base_clouds[sel]) for sel in by_family.values()]
