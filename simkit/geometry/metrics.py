@@ -122,8 +122,8 @@ def pairwise_chamfer(
             y = flat_b[rows].view(-1, q, 3)
             clouds = torch.arange(y.shape[0], device=y.device)[:, None, None]
             near_y = y[clouds, d.argmin(dim=1)]  # (clouds, G, P, 3): nearest of y to x
-            maps_ = torch.arange(g, device=x.device)[None, None]
-            near_x = x.view(g, p, 3)[maps_, d.argmin(dim=3)]  # (clouds, Q, G, 3): of x to y
+            turn = torch.arange(g, device=x.device)[None, None]
+            near_x = x.view(g, p, 3)[turn, d.argmin(dim=3)]  # (clouds, Q, G, 3): of x to y
             cd = (near_y - x.view(1, g, p, 3)).pow(2).sum(-1).mean(dim=-1) + (
                 near_x - y[:, :, None]
             ).pow(2).sum(-1).mean(dim=1)
