@@ -73,6 +73,15 @@ class GeneratorTrainConfig:
         sigma_data: data standard deviation (occupancy maps to +-1 with about 8 %
             occupied: std 0.54).
         p_mean, p_std: log-normal training sigma (EDM).
+        sigma_uniform: fraction of each batch whose sigma is drawn log-uniformly on
+            [sigma_min, sigma_max] instead (0: EDM's log-normal alone). The log-normal
+            puts 1 % of its draws above sigma = 5 and almost none above 20, yet the
+            sampler starts at sigma_max = 80, and a 16^3 object's layout (where a lamp's
+            pole stands) is decided between about 5 and 40: there the network is
+            otherwise extrapolating.
+        init_from: a pipeline folder (or a shipped checkpoint name) whose network
+            weights start the run (model and EMA), e.g. to fine-tune; its network
+            config must equal this config's. None: random initial weights.
         block_channels, attention_levels, layers_per_block, patch_size,
             embedding_dim, dropout: the :class:`VoxelUNet3D`.
         batch_size: global batch (split over DDP ranks; must divide by their number).
@@ -111,6 +120,8 @@ class GeneratorTrainConfig:
     sigma_data: float = 0.5
     p_mean: float = -1.2
     p_std: float = 1.2
+    sigma_uniform: float = 0.0
+    init_from: str | None = None
     block_channels: tuple[int, ...] = (48, 96, 128)
     attention_levels: tuple[bool, ...] = (False, True, True)
     layers_per_block: int = 1
@@ -159,6 +170,8 @@ class GeneratorTrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if not 0 <= self.sigma_uniform <= 1:
+            raise ValueError(f"sigma_uniform must be in [0, 1], got {self.sigma_uniform!r}")
         if not 0 <= self.class_dropout <= 1:
             raise ValueError(f"class_dropout must be in [0, 1], got {self.class_dropout!r}")
         if self.grad_clip < 0 or self.weight_decay < 0:
@@ -319,6 +332,27 @@ def _build_model(config: GeneratorTrainConfig, num_classes: int) -> VoxelUNet3D:
     )
 
 
+def _load_initial_weights(model: VoxelUNet3D, source: str) -> None:
+    """Copy the network weights of a saved pipeline (folder or shipped name) into
+    ``model``, after checking that both networks have the same config."""
+    from generators.generate import checkpoint_path
+
+    folder = checkpoint_path(source)
+    unet = VoxelUNet3D.from_pretrained(folder, subfolder="unet")
+    theirs, ours = dict(unet.config), dict(model.config)
+    differ = {
+        k: (theirs.get(k), ours[k])
+        for k in ours
+        if not k.startswith("_") and _jsonable(theirs.get(k)) != _jsonable(ours[k])
+    }
+    if differ:
+        raise ValueError(
+            f"init_from={source!r}: its network differs from this config's "
+            f"(key: (theirs, ours)): {differ}"
+        )
+    model.load_state_dict({k: v.float() for k, v in unet.state_dict().items()})
+
+
 def build_scheduler(config: GeneratorTrainConfig) -> PFGMPPScheduler:
     """The sampling scheduler that matches a training config."""
     return PFGMPPScheduler(
@@ -347,6 +381,7 @@ _RESUME_KEYS = (
     "embedding_dim",
     "batch_size",
     "seed",
+    "init_from",
 )
 
 
@@ -389,6 +424,8 @@ def train_generator(config: GeneratorTrainConfig, *, progress: bool = True) -> T
 
     torch.manual_seed(config.seed)  # initial weights, identical on every rank
     model = _build_model(config, num_classes).to(device)
+    if config.init_from is not None:
+        _load_initial_weights(model, config.init_from)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -534,9 +571,18 @@ def train_generator(config: GeneratorTrainConfig, *, progress: bool = True) -> T
 
 
 def _draw_sigma(config: GeneratorTrainConfig, n: int, generator: torch.Generator) -> Tensor:
+    """Training noise levels: log-normal (EDM), a ``sigma_uniform`` share log-uniform on
+    [sigma_min, sigma_max]. With ``sigma_uniform = 0`` no extra random numbers are drawn,
+    so runs planned without it keep their exact batches."""
     from generators.pfgmpp import sample_training_sigma
 
-    return sample_training_sigma(n, p_mean=config.p_mean, p_std=config.p_std, generator=generator)
+    sigma = sample_training_sigma(n, p_mean=config.p_mean, p_std=config.p_std, generator=generator)
+    if config.sigma_uniform > 0:
+        pick = torch.rand(n, generator=generator) < config.sigma_uniform
+        lo, hi = math.log(config.sigma_min), math.log(config.sigma_max)
+        flat = torch.exp(lo + (hi - lo) * torch.rand(n, generator=generator))
+        sigma = torch.where(pick, flat.to(sigma.dtype), sigma)
+    return sigma
 
 
 def _draw_noise(x0: Tensor, D: float | None, generator: torch.Generator) -> Tensor:

@@ -277,3 +277,65 @@ def test_random_turns_draw_the_eight_upright_turns_evenly():
     # Each turn 1/8 of the time: within 4.5 binomial standard deviations.
     sd = math.sqrt(n * (1 / 8) * (7 / 8))
     assert bool(((counts - n / 8).abs() < 4.5 * sd).all()), counts.tolist()
+
+
+def test_a_share_of_training_sigmas_is_log_uniform_over_the_sampling_range(tmp_path):
+    from scipy import stats
+
+    from generators.pfgmpp import sample_training_sigma
+    from generators.train import _draw_sigma
+
+    n = 20000
+    lo, hi = math.log(0.002), math.log(80.0)
+    # All log-uniform: ln sigma is uniform on [ln sigma_min, ln sigma_max] (KS test).
+    config = tiny(tmp_path, sigma_uniform=1.0)
+    log_sigma = _draw_sigma(config, n, torch.Generator().manual_seed(0)).double().log()
+    assert stats.kstest(log_sigma.numpy(), stats.uniform(lo, hi - lo).cdf).pvalue > 1e-3
+    # A 30 % share: the fraction above sigma = 5 mixes the two laws' tails.
+    config = tiny(tmp_path, sigma_uniform=0.3)
+    sigma = _draw_sigma(config, n, torch.Generator().manual_seed(1)).double()
+    normal_tail = 1 - stats.norm.cdf((math.log(5.0) - config.p_mean) / config.p_std)
+    p = 0.3 * (hi - math.log(5.0)) / (hi - lo) + 0.7 * normal_tail
+    above = float((sigma > 5.0).double().mean())
+    assert abs(above - p) < 4.5 * math.sqrt(p * (1 - p) / n), (above, p)
+    # None at all: exactly EDM's log-normal draws, no extra random numbers consumed.
+    g1, g2 = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    plain = _draw_sigma(tiny(tmp_path), 64, g1)
+    edm = sample_training_sigma(64, p_mean=-1.2, p_std=1.2, generator=g2)
+    assert torch.equal(plain, edm) and torch.equal(g1.get_state(), g2.get_state())
+    with pytest.raises(ValueError, match="sigma_uniform"):
+        tiny(tmp_path, sigma_uniform=1.5)
+
+
+def test_a_run_can_start_from_a_saved_pipelines_weights(tmp_path):
+    from generators.train import _load_initial_weights
+
+    first = train_generator(tiny(tmp_path / "a", steps=4), progress=False)
+    source = ShapePipeline.from_pretrained(first.pipeline, local_files_only=True).unet
+    # The weights arrive unchanged in a fresh model ...
+    config = tiny(tmp_path / "b", init_from=first.pipeline, steps=2, checkpoint_every=2)
+    torch.manual_seed(5)
+    model = VoxelUNet3D(
+        resolution=8,
+        block_channels=(8, 16),
+        attention_levels=(False, True),
+        embedding_dim=16,
+        num_classes=9,
+    )
+    _load_initial_weights(model, first.pipeline)
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    # ... and a fine-tune at a vanishing learning rate ends where it started ...
+    start = _eval_loss(config, source.state_dict())
+    result = train_generator(replace(config, lr=1e-9, warmup_steps=0), progress=False)
+    tuned = ShapePipeline.from_pretrained(result.pipeline, local_files_only=True).unet
+    assert _eval_loss(config, tuned.state_dict()) == pytest.approx(start, rel=1e-3)
+    # ... a network of another shape is refused by name, and so is resuming from
+    # another starting point.
+    with pytest.raises(ValueError, match="block_channels"):
+        train_generator(
+            tiny(tmp_path / "d", init_from=first.pipeline, block_channels=(8, 24)),
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="different run.*init_from"):
+        train_generator(replace(config, init_from=None, steps=4), progress=False)
