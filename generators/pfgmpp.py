@@ -387,6 +387,7 @@ def denoising_loss(
     p_std: float = 1.2,
     generator: torch.Generator | None = None,
     reduction: Literal["mean", "none"] = "mean",
+    element_weight: torch.Tensor | None = None,
     **denoiser_kwargs,
 ) -> torch.Tensor:
     """The PFGM++ / EDM denoising loss λ(σ) · mean_i (D_θ(x0 + n, σ)_i - x0_i)².
@@ -410,6 +411,9 @@ def denoising_loss(
         p_mean, p_std: log-normal parameters of the training sigma.
         generator: randomness for sigma and noise.
         reduction: ``"mean"`` (scalar) or ``"none"`` ((B,) per-sample losses).
+        element_weight: optional (B, ...) non-negative weights per element: each
+            sample's squared error is then their weighted mean, sum(w e²) / sum(w),
+            instead of the plain mean (which is ``element_weight`` all ones).
         **denoiser_kwargs: passed through (e.g. ``class_labels``).
 
     Returns:
@@ -433,7 +437,18 @@ def denoising_loss(
         )
     x = x0 + _bcast(sigma, len(shape)) * noise  # n is linear in sigma for fixed (g, W)
     x0_hat = denoiser(x, sigma, **denoiser_kwargs)
-    per_sample = loss_weight(sigma, sigma_data) * (x0_hat - x0).pow(2).flatten(1).mean(dim=1)
+    err = (x0_hat - x0).pow(2).flatten(1)
+    if element_weight is None:
+        per_element = err.mean(dim=1)
+    else:
+        if element_weight.shape != x0.shape or bool((element_weight < 0).any()):
+            raise ValueError(
+                f"element_weight must be non-negative with the shape of x0 {tuple(shape)}, "
+                f"got {tuple(element_weight.shape)}"
+            )
+        w = element_weight.to(err).flatten(1)
+        per_element = (w * err).sum(dim=1) / w.sum(dim=1).clamp_min(torch.finfo(err.dtype).tiny)
+    per_sample = loss_weight(sigma, sigma_data) * per_element
     return per_sample if reduction == "none" else per_sample.mean()
 
 

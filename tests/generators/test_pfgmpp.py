@@ -246,3 +246,44 @@ def test_cpu_generator_is_reproducible_on_cuda() -> None:
     for method in ("student_t", "beta"):
         x = sample_perturbation(x0, 1.0, 4.0, g, method=method)
         assert x.device.type == "cuda" and torch.isfinite(x).all()
+
+
+def test_denoising_loss_with_element_weights_is_a_weighted_mean() -> None:
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(5, 3, 4, generator=g, dtype=torch.float64)
+    sigma = torch.full((5,), 0.7, dtype=torch.float64)
+    noise = torch.randn(5, 3, 4, generator=g, dtype=torch.float64)
+
+    def half(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x
+
+    err = (half(x0 + 0.7 * noise, sigma) - x0).pow(2).flatten(1)
+    plain = denoising_loss(half, x0, D=None, sigma=sigma, noise=noise, reduction="none")
+    # constant weights change nothing ...
+    same = denoising_loss(
+        half,
+        x0,
+        D=None,
+        sigma=sigma,
+        noise=noise,
+        reduction="none",
+        element_weight=torch.full_like(x0, 3.0),
+    )
+    assert torch.allclose(same, plain)
+    # ... all weight on one element gives that element's error ...
+    w = torch.zeros_like(x0)
+    w[:, 1, 2] = 1.0
+    one = denoising_loss(
+        half, x0, D=None, sigma=sigma, noise=noise, reduction="none", element_weight=w
+    )
+    assert torch.allclose(one, loss_weight(sigma) * err[:, 1 * 4 + 2])
+    # ... and weights 1 and 5 give sum(w e^2) / sum(w).
+    w = 1.0 + 4.0 * (torch.rand(x0.shape, generator=g, dtype=torch.float64) < 0.3)
+    mixed = denoising_loss(half, x0, D=None, sigma=sigma, noise=noise, element_weight=w)
+    wf = w.flatten(1)
+    expected = (loss_weight(sigma) * (wf * err).sum(1) / wf.sum(1)).mean()
+    assert float(mixed) == pytest.approx(float(expected), rel=1e-12)
+    with pytest.raises(ValueError, match="element_weight"):
+        denoising_loss(half, x0, D=None, element_weight=torch.ones(5, 12))
+    with pytest.raises(ValueError, match="element_weight"):
+        denoising_loss(half, x0, D=None, element_weight=-torch.ones_like(x0))

@@ -172,8 +172,13 @@ def test_config_files_and_bad_settings(tmp_path):
     ):
         with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
             GeneratorTrainConfig(**bad)
-    # the shipped config is valid
-    assert load_config(ROOT / "assets" / "configs" / "generator-16.json").resolution == 16
+    # the shipped configs are valid; the fine-tune starts from the first run's export
+    first = load_config(ROOT / "assets" / "configs" / "generator-16.json")
+    second = load_config(ROOT / "assets" / "configs" / "generator-16-thin.json")
+    assert first.resolution == second.resolution == 16
+    assert second.init_from == f"{first.out}/pipeline" and second.thin_weight > 0
+    for key in ("n_shapes", "data_seed", "D", "block_channels", "attention_levels"):
+        assert getattr(first, key) == getattr(second, key), key
 
 
 def test_a_folder_of_meshes_is_voxelised_with_classes_from_sub_folders(tmp_path):
@@ -339,3 +344,25 @@ def test_a_run_can_start_from_a_saved_pipelines_weights(tmp_path):
         )
     with pytest.raises(ValueError, match="different run.*init_from"):
         train_generator(replace(config, init_from=None, steps=4), progress=False)
+
+
+def test_thin_parts_are_poles_and_walls_not_slabs():
+    from generators.train import thin_parts, thin_weights
+
+    occ = torch.zeros(1, 1, 10, 10, 10, dtype=torch.bool)
+    occ[0, 0, 1:8, 1:8, 0:2] = True  # a 7 x 7 slab, two voxels thick
+    occ[0, 0, 3:5, 3:5, 2:9] = True  # a 2 x 2 pole standing on it
+    occ[0, 0, 9, 0:10, 0:4] = True  # a wall one voxel thick
+    expected = torch.zeros_like(occ)
+    expected[0, 0, 3:5, 3:5, 2:9] = True
+    expected[0, 0, 9, 0:10, 0:4] = True
+    assert torch.equal(thin_parts(occ), expected)
+    w = thin_weights(occ, 4.0)
+    # 5 on the pole and one voxel around it horizontally (a 4 x 4 column), at the
+    # pole's heights; 5 on the wall and beside it; 1 elsewhere, the slab included.
+    assert torch.all(w[0, 0, 2:6, 2:6, 2:9] == 5.0)
+    assert torch.all(w[0, 0, 8:10, :, 0:4] == 5.0)
+    assert torch.all(w[0, 0, 1:7, 1:7, 0:2][(occ[0, 0, 1:7, 1:7, 0:2])] == 1.0)
+    assert int((w == 5.0).sum()) == 16 * 7 + 2 * 10 * 4
+    with pytest.raises(ValueError, match="thin_weight"):
+        tiny(Path("/tmp"), thin_weight=-1.0)
