@@ -1,5 +1,5 @@
 # The README's two commands: `make demo` and `make test`.
-.PHONY: setup demo test test-all lint bench
+.PHONY: setup demo test test-all lint bench generator-checkpoint
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,6 +15,13 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q
+
+# The shipped generator's recipe (about 2.9 hours on 2 CPU cores; both runs resume):
+# 12,000 steps from scratch, then 1,800 fine-tuning steps weighted to thin parts.
+# The result, runs/shapes-base-thin/pipeline, is what assets/checkpoints/shapes-base holds.
+generator-checkpoint: setup
+	$(VENV)/bin/simkit train-generator --config assets/configs/generator-16.json
+	$(VENV)/bin/simkit train-generator --config assets/configs/generator-16-thin.json
 
 lint: setup
 	$(VENV)/bin/ruff check simkit solvers generators tests scripts
