@@ -48,6 +48,17 @@ def tiny(tmp_path: Path, **kw) -> GeneratorTrainConfig:
     return GeneratorTrainConfig(**base)
 
 
+def tiny_model(num_classes: int = 9) -> VoxelUNet3D:
+    """The network :func:`tiny` configs train."""
+    return VoxelUNet3D(
+        resolution=8,
+        block_channels=(8, 16),
+        attention_levels=(False, True),
+        embedding_dim=16,
+        num_classes=num_classes,
+    )
+
+
 def _state(config: GeneratorTrainConfig) -> dict:
     return torch.load(Path(config.out) / "train_state.pt", weights_only=True)
 
@@ -55,13 +66,7 @@ def _state(config: GeneratorTrainConfig) -> dict:
 def _eval_loss(config: GeneratorTrainConfig, weights: dict) -> float:
     """Loss on a fixed batch, fixed sigmas and fixed noise (no sampling noise in the test)."""
     voxels, labels, families = load_training_data(config)
-    model = VoxelUNet3D(
-        resolution=8,
-        block_channels=(8, 16),
-        attention_levels=(False, True),
-        embedding_dim=16,
-        num_classes=len(families),
-    )
+    model = tiny_model(len(families))
     model.load_state_dict(weights)
     x0 = (2 * voxels - 1).unsqueeze(1)
     g = torch.Generator().manual_seed(123)
@@ -78,13 +83,7 @@ def _eval_loss(config: GeneratorTrainConfig, weights: dict) -> float:
 def test_training_lowers_the_loss_and_exports_a_pipeline(tmp_path):
     config = tiny(tmp_path, steps=60, checkpoint_every=60)
     torch.manual_seed(config.seed)
-    fresh = VoxelUNet3D(
-        resolution=8,
-        block_channels=(8, 16),
-        attention_levels=(False, True),
-        embedding_dim=16,
-        num_classes=9,
-    ).state_dict()
+    fresh = tiny_model().state_dict()
     before = _eval_loss(config, fresh)
     result = train_generator(config, progress=False)
     after = _eval_loss(config, _state(config)["model"])
@@ -320,13 +319,7 @@ def test_a_run_can_start_from_a_saved_pipelines_weights(tmp_path):
     # The weights arrive unchanged in a fresh model ...
     config = tiny(tmp_path / "b", init_from=first.pipeline, steps=2, checkpoint_every=2)
     torch.manual_seed(5)
-    model = VoxelUNet3D(
-        resolution=8,
-        block_channels=(8, 16),
-        attention_levels=(False, True),
-        embedding_dim=16,
-        num_classes=9,
-    )
+    model = tiny_model()
     _load_initial_weights(model, first.pipeline)
     for name, tensor in source.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
