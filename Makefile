@@ -32,6 +32,7 @@ bench: setup
 	$(PY) scripts/bench/stability_agreement.py
 	$(PY) scripts/bench/samplers.py
 	$(PY) scripts/bench/generator.py
+	$(PY) scripts/bench/thin_parts.py --json scripts/bench/results/thin_parts_latest.json
 	$(PY) scripts/bench/dso.py
 	$(PY) scripts/bench/pde_solvers.py
 	$(PY) scripts/bench/least_squares.py
