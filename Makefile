@@ -16,8 +16,8 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q
 
-# The shipped generator's recipe (about 2.9 hours on 2 CPU cores; both runs resume):
-# 12,000 steps from scratch, then 1,800 fine-tuning steps weighted to thin parts.
+# The shipped generator's recipe (about 3.5 hours on 2 CPU cores; both runs resume):
+# 12,000 steps from scratch, then 4,000 fine-tuning steps weighted to thin parts.
 # The result, runs/shapes-base-thin/pipeline, is what assets/checkpoints/shapes-base holds.
 generator-checkpoint: setup
 	$(VENV)/bin/simkit train-generator --config assets/configs/generator-16.json
