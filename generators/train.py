@@ -611,17 +611,17 @@ def train_generator(config: GeneratorTrainConfig, *, progress: bool = True) -> T
 
 def _draw_sigma(config: GeneratorTrainConfig, n: int, generator: torch.Generator) -> Tensor:
     """Training noise levels: log-normal (EDM), a ``sigma_uniform`` share log-uniform on
-    [sigma_min, sigma_max]. With ``sigma_uniform = 0`` no extra random numbers are drawn,
-    so runs planned without it keep their exact batches."""
+    [sigma_min, sigma_max] (:func:`generators.pfgmpp.sample_training_sigma`)."""
     from generators.pfgmpp import sample_training_sigma
 
-    sigma = sample_training_sigma(n, p_mean=config.p_mean, p_std=config.p_std, generator=generator)
-    if config.sigma_uniform > 0:
-        pick = torch.rand(n, generator=generator) < config.sigma_uniform
-        lo, hi = math.log(config.sigma_min), math.log(config.sigma_max)
-        flat = torch.exp(lo + (hi - lo) * torch.rand(n, generator=generator))
-        sigma = torch.where(pick, flat.to(sigma.dtype), sigma)
-    return sigma
+    return sample_training_sigma(
+        n,
+        p_mean=config.p_mean,
+        p_std=config.p_std,
+        uniform=config.sigma_uniform,
+        sigma_range=(config.sigma_min, config.sigma_max),
+        generator=generator,
+    )
 
 
 def _draw_noise(x0: Tensor, D: float | None, generator: torch.Generator) -> Tensor:

@@ -93,9 +93,18 @@ def per_sample_losses(
     *,
     D: float | None,
     sigma_data: float = 0.5,
+    thin_weight: float = 0.0,
     **denoiser_kwargs: Any,
 ) -> Tensor:
-    """L(x0; sigma, n) for each sample: (B,), EDM-weighted (see the module docstring)."""
+    """L(x0; sigma, n) for each sample: (B,), EDM-weighted (see the module docstring).
+
+    ``thin_weight`` > 0 weighs the elements of x0's thin parts and their neighbours by
+    1 + thin_weight (:func:`generators.train.thin_weights`, the loss the generator may
+    have been trained with), so a fine-tune keeps paying for legs and poles."""
+    from generators.train import thin_weights
+
+    if not thin_weight >= 0:
+        raise ValueError(f"thin_weight must be >= 0, got {thin_weight!r}")
     return denoising_loss(
         denoiser,
         x0,
@@ -104,6 +113,7 @@ def per_sample_losses(
         noise=noise,
         sigma_data=sigma_data,
         reduction="none",
+        element_weight=thin_weights(x0 > 0, thin_weight) if thin_weight else None,
         **denoiser_kwargs,
     )
 
@@ -132,6 +142,7 @@ def dpo_loss(
     D: float | None,
     beta: float = 500.0,
     sigma_data: float = 0.5,
+    thin_weight: float = 0.0,
     p_mean: float = -1.2,
     p_std: float = 1.2,
     generator: torch.Generator | None = None,
@@ -148,6 +159,7 @@ def dpo_loss(
         D: PFGM++ D (None: diffusion).
         beta: inverse temperature (DSO: 500; it multiplies a per-element mean, so it is
             not comparable with image-space DPO's 5000).
+        thin_weight: extra weight on thin parts' elements (:func:`per_sample_losses`).
         sigma, noise: optional (B,) and (B, ...) draws, shared by winner and loser;
             drawn from ``generator`` when None.
         **denoiser_kwargs: passed to both denoisers (``class_labels``).
@@ -160,7 +172,7 @@ def dpo_loss(
     if not beta > 0:
         raise ValueError(f"beta must be positive, got {beta!r}")
     sigma, noise = _noise_levels(x_w, D, generator, p_mean, p_std, sigma, noise)
-    kw = dict(D=D, sigma_data=sigma_data, **denoiser_kwargs)
+    kw = dict(D=D, sigma_data=sigma_data, thin_weight=thin_weight, **denoiser_kwargs)
     both = torch.cat([x_w, x_l])
     s2, n2 = torch.cat([sigma, sigma]), torch.cat([noise, noise])
     kw2 = {k: torch.cat([v, v]) if isinstance(v, Tensor) else v for k, v in kw.items()}
@@ -186,6 +198,7 @@ def dro_loss(
     *,
     D: float | None,
     sigma_data: float = 0.5,
+    thin_weight: float = 0.0,
     p_mean: float = -1.2,
     p_std: float = 1.2,
     generator: torch.Generator | None = None,
@@ -198,8 +211,9 @@ def dro_loss(
     stands = _check_labels(x0, stands)
     sigma, noise = _noise_levels(x0, D, generator, p_mean, p_std, sigma, noise)
     losses = per_sample_losses(
-        policy, x0, sigma, noise, D=D, sigma_data=sigma_data, **denoiser_kwargs
-    )
+        policy, x0, sigma, noise, D=D, sigma_data=sigma_data, thin_weight=thin_weight,
+        **denoiser_kwargs,
+    )  # fmt: skip
     zero = losses.sum() * 0
     win = losses[stands].mean() if stands.any() else zero
     lose = losses[~stands].mean() if (~stands).any() else zero
@@ -220,6 +234,7 @@ def kto_loss(
     weight_stand: float = 1.0,
     weight_fall: float = 1.0,
     sigma_data: float = 0.5,
+    thin_weight: float = 0.0,
     p_mean: float = -1.2,
     p_std: float = 1.2,
     generator: torch.Generator | None = None,
@@ -235,7 +250,7 @@ def kto_loss(
     if not beta > 0:
         raise ValueError(f"beta must be positive, got {beta!r}")
     sigma, noise = _noise_levels(x0, D, generator, p_mean, p_std, sigma, noise)
-    kw = dict(D=D, sigma_data=sigma_data, **denoiser_kwargs)
+    kw = dict(D=D, sigma_data=sigma_data, thin_weight=thin_weight, **denoiser_kwargs)
     policy_l = per_sample_losses(policy, x0, sigma, noise, **kw)
     with torch.no_grad():
         ref_l = per_sample_losses(reference, x0, sigma, noise, **kw)
@@ -259,6 +274,7 @@ def sft_loss(
     *,
     D: float | None,
     sigma_data: float = 0.5,
+    thin_weight: float = 0.0,
     p_mean: float = -1.2,
     p_std: float = 1.2,
     generator: torch.Generator | None = None,
@@ -270,8 +286,9 @@ def sft_loss(
     stands = _check_labels(x0, stands)
     sigma, noise = _noise_levels(x0, D, generator, p_mean, p_std, sigma, noise)
     losses = per_sample_losses(
-        policy, x0, sigma, noise, D=D, sigma_data=sigma_data, **denoiser_kwargs
-    )
+        policy, x0, sigma, noise, D=D, sigma_data=sigma_data, thin_weight=thin_weight,
+        **denoiser_kwargs,
+    )  # fmt: skip
     loss = losses[stands].mean() if stands.any() else losses.sum() * 0
     return ObjectiveOutput(loss, {"standing": float(stands.float().mean())})
 

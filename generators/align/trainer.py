@@ -49,6 +49,7 @@ from generators.align.data import FRAGMENTS, balanced_singles, preference_pairs,
 from generators.align.objectives import dpo_loss, dro_loss, kto_loss, sft_loss
 from generators.align.reward import Reward, StabilityReward, as_reward
 from generators.models import Denoiser
+from generators.pfgmpp import sample_training_sigma
 from simkit.io import atomic_directory, atomic_write, write_json
 
 __all__ = ["AlignConfig", "AlignResult", "SimFeedbackTrainer"]
@@ -86,6 +87,15 @@ class AlignConfig:
         ema_decay: EMA decay per step (ramped as min(decay, (1 + s) / (10 + s))); 0
             exports the last weights.
         checkpoint_every: steps between two training checkpoints.
+        p_mean, p_std, sigma_uniform: the law of the training noise levels, as the
+            generator's own training (``GeneratorTrainConfig``): ln sigma ~ N(p_mean,
+            p_std^2), a ``sigma_uniform`` share log-uniform over the scheduler's
+            [sigma_min, sigma_max] (:func:`generators.pfgmpp.sample_training_sigma`).
+        thin_weight: extra loss weight on thin parts (a leg, a pole) and the voxels beside
+            them (:func:`generators.train.thin_weights`; 0: the plain loss).
+        class_dropout: share of training items whose label is replaced by the null class,
+            so that the unconditional prediction, which classifier-free guidance
+            subtracts, is fine-tuned with the conditional one (0: never).
         fragments: what a sample that did not come out as one solid is for training:
             "drop" (default) leaves it out; "piece" keeps its largest piece (what the
             reward judged and ``simkit generate`` returns) with that piece's verdict,
@@ -117,6 +127,11 @@ class AlignConfig:
     lora_alpha: float | None = None
     ema_decay: float = 0.99
     checkpoint_every: int = 50
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    sigma_uniform: float = 0.0
+    thin_weight: float = 0.0
+    class_dropout: float = 0.0
     fragments: str = "drop"
     seed: int = 0
     workers: int | None = None
@@ -146,6 +161,16 @@ class AlignConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not (isinstance(self.p_mean, (int, float)) and math.isfinite(self.p_mean)):
+            raise ValueError(f"p_mean must be a finite number, got {self.p_mean!r}")
+        if not (isinstance(self.p_std, (int, float)) and 0 < self.p_std < math.inf):
+            raise ValueError(f"p_std must be positive, got {self.p_std!r}")
+        if not (isinstance(self.thin_weight, (int, float)) and 0 <= self.thin_weight < math.inf):
+            raise ValueError(f"thin_weight must be a finite number >= 0, got {self.thin_weight!r}")
+        for name in ("sigma_uniform", "class_dropout"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if not (isinstance(self.guidance_scale, (int, float)) and self.guidance_scale >= 0):
@@ -277,6 +302,8 @@ class SimFeedbackTrainer:
         sched = pipeline.scheduler.config
         self.D = sched.D
         self.sigma_data = float(sched.sigma_data)
+        self.sigma_range = (float(sched.sigma_min), float(sched.sigma_max))
+        self.null_label = int(pipeline.unet.config.num_classes)
         self.out = Path(config.out)
 
         # The reference (and the start) is a float32 copy of the given network.
@@ -436,26 +463,35 @@ class SimFeedbackTrainer:
         c = self.config
         policy = Denoiser(self.model, self.sigma_data)
         reference = Denoiser(self.reference, self.sigma_data)
-        kw: dict[str, Any] = {"D": self.D, "sigma_data": self.sigma_data, "generator": g}
         n = data[0].shape[0]
         pick = torch.randint(n, (c.batch_size,), generator=g)
+        rows = data[0][pick]  # DPO's winners (its losers share their condition), or singles
+        # The generator's training law of sigma; the objective draws the noise after it.
+        # (With the defaults this consumes g exactly as the objectives' own draw did.)
+        sigma = sample_training_sigma(
+            c.batch_size, p_mean=c.p_mean, p_std=c.p_std, uniform=c.sigma_uniform,
+            sigma_range=self.sigma_range, generator=g,
+        ).to(self.device)  # fmt: skip
+        y = labels[rows]
+        if c.class_dropout > 0:
+            drop = torch.rand(c.batch_size, generator=g) < c.class_dropout
+            y = y.masked_fill(drop.to(self.device), self.null_label)
+        kw: dict[str, Any] = {
+            "D": self.D, "sigma_data": self.sigma_data, "generator": g, "sigma": sigma,
+            "thin_weight": c.thin_weight, "class_labels": y,
+        }  # fmt: skip
+        x0 = x0_all[rows]
         if c.objective == "dpo":
-            w, lo = data[0][pick], data[1][pick]
-            out = dpo_loss(
-                policy, reference, x0_all[w], x0_all[lo], beta=c.effective_beta,
-                class_labels=labels[w], **kw,
-            )  # fmt: skip
+            x_l = x0_all[data[1][pick]]
+            out = dpo_loss(policy, reference, x0, x_l, beta=c.effective_beta, **kw)
         else:
-            idx, passed = data[0][pick], data[1][pick].to(self.device)
-            x0, cls = x0_all[idx], labels[idx]
+            passed = data[1][pick].to(self.device)
             if c.objective == "dro":
-                out = dro_loss(policy, x0, passed, class_labels=cls, **kw)
+                out = dro_loss(policy, x0, passed, **kw)
             elif c.objective == "kto":
-                out = kto_loss(
-                    policy, reference, x0, passed, beta=c.effective_beta, class_labels=cls, **kw
-                )
+                out = kto_loss(policy, reference, x0, passed, beta=c.effective_beta, **kw)
             else:
-                out = sft_loss(policy, x0, passed, class_labels=cls, **kw)
+                out = sft_loss(policy, x0, passed, **kw)
         return out.loss, out.metrics
 
     # ------------------------------------------------------------------ the loop

@@ -61,6 +61,16 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
     help="A sample that is not one solid: left out (drop), trained on as its judged "
     "largest piece (piece), or a failure with all its pieces (fail).",
 )
+@click.option("--p-mean", type=float, default=-1.2, show_default=True,
+              help="Training noise levels: ln sigma ~ N(p_mean, p_std^2), ...")  # fmt: skip
+@click.option("--p-std", type=click.FloatRange(min=0, min_open=True), default=1.2,
+              show_default=True, help="... (the log-normal's spread), ...")  # fmt: skip
+@click.option("--sigma-uniform", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="... with this share log-uniform over the sampling range.")  # fmt: skip
+@click.option("--thin-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Extra loss weight on thin parts (legs, poles) and beside them.")  # fmt: skip
+@click.option("--class-dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of items trained as the null class (guidance's baseline).")  # fmt: skip
 @click.option(
     "--save-dtype",
     type=click.Choice(["float32", "float16"]),
@@ -87,6 +97,11 @@ def align(
     lora_rank: int,
     full: bool,
     fragments: str,
+    p_mean: float,
+    p_std: float,
+    sigma_uniform: float,
+    thin_weight: float,
+    class_dropout: float,
     save_dtype: str,
     workers: int | None,
     backend: str,
@@ -117,6 +132,11 @@ def align(
             beta=beta,
             lora_rank=None if full else lora_rank,
             fragments=fragments,
+            p_mean=p_mean,
+            p_std=p_std,
+            sigma_uniform=sigma_uniform,
+            thin_weight=thin_weight,
+            class_dropout=class_dropout,
             save_dtype=save_dtype,
             seed=seed,
             workers=workers,

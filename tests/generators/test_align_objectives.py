@@ -178,6 +178,54 @@ def test_sft_uses_only_standing_samples(policy):
     assert none.loss.item() == 0.0
 
 
+def test_thin_weight_weighs_thin_parts_in_every_objective():
+    """thin_weight w: each sample's squared error is sum(m e^2) / sum(m), with m = 1 + w on
+    thin parts and beside them (generators.train.thin_weights) and 1 elsewhere."""
+    from generators.pfgmpp import loss_weight
+    from generators.train import thin_weights
+    from tests.generators._oracle import blocks
+
+    # A one-voxel pole on a slab: an error only on the pole counts (1 + w) times more
+    # than the plain mean gives it, relative to the rest.
+    slab, rod = (slice(0, 8), slice(0, 8), slice(0, 2)), (slice(3, 4), slice(3, 4), slice(2, 8))
+    pole = blocks(8, slab, rod)
+    x = torch.stack([pole, pole.flip(-1)])  # the second one upside down: its pole hangs
+    guess = x.clone()
+    guess[:, :, 3, 3, 2:] = -1  # the pole is missed...
+    guess[:, :, 0, 0, 0] *= -1  # ... and one slab voxel is wrong
+    guess[1] = x[1].clone()
+    guess[1, :, 3, 3, :6] = -1
+    guess[1, :, 0, 0, 7] *= -1
+
+    def denoiser(xn, sigma, **kw):
+        return guess
+
+    sigma, noise = torch.tensor([0.5, 2.0]), torch.zeros_like(x)
+    err = (guess - x).pow(2).flatten(1)
+    m = thin_weights(x > 0, 4.0).flatten(1)
+    want = loss_weight(sigma) * (m * err).sum(1) / m.sum(1)
+    got = per_sample_losses(denoiser, x, sigma, noise, D=None, thin_weight=4.0)
+    torch.testing.assert_close(got, want)
+    plain = per_sample_losses(denoiser, x, sigma, noise, D=None)
+    torch.testing.assert_close(plain, loss_weight(sigma) * err.mean(1))
+    assert bool((got > plain).all())  # the missed pole dominates once it is weighted
+    # Each objective passes it through (SFT and DRO are means of these per-sample terms).
+    stands = torch.tensor([True, False])
+    kw = dict(D=None, sigma=sigma, noise=noise, thin_weight=4.0)
+    torch.testing.assert_close(sft_loss(denoiser, x, stands, **kw).loss, want[0])
+    torch.testing.assert_close(dro_loss(denoiser, x, stands, **kw).loss, want[0] - want[1])
+    # DPO against a reference that is exact here (zero noise: x itself): the bracket is
+    # the policy's weighted loss on the winner minus on the loser, at the shared sigma.
+    exact = lambda xn, sigma, **kw: xn  # noqa: E731
+    dpo = dpo_loss(denoiser, exact, x[:1], x[1:], beta=5.0,
+                   **{**kw, "sigma": sigma[:1], "noise": noise[:1]})  # fmt: skip
+    shared = loss_weight(sigma[0]) * (m * err).sum(1) / m.sum(1)
+    inside = shared[0] - shared[1]
+    torch.testing.assert_close(dpo.loss, -torch.nn.functional.logsigmoid(-2.5 * inside))
+    with pytest.raises(ValueError, match="thin_weight"):
+        per_sample_losses(denoiser, x, sigma, noise, D=None, thin_weight=-1.0)
+
+
 def test_bad_inputs(policy):
     x, stands = _data()
     pol = Denoiser(policy)

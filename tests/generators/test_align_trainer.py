@@ -83,6 +83,72 @@ def test_online_rounds_collect_from_the_fine_tuned_model(tmp_path):
     assert (tmp_path / "run" / "round_01" / "collection" / "manifest.json").is_file()
 
 
+def test_class_dropout_fine_tunes_the_unconditional_prediction_too(tmp_path):
+    # Guidance samples from F_null + w (F_cond - F_null). Without class dropout the null
+    # class is never trained: its mixture weights stay at 1/2 while the conditional ones
+    # move onto the standing block. With it, the null class moves the same way.
+    def block_weights(model) -> tuple[float, float]:
+        w = torch.softmax(model.logits.detach(), 1)[:, 0]
+        return float(w[0]), float(w[1])  # (class "mixed", the null class)
+
+    def pipe() -> ShapePipeline:
+        p = _oracle_pipe()
+        p.unet.atoms[1, 0], p.unet.atoms[1, 1] = BLOCK, OVERHANG  # the null class's data
+        return p
+
+    # Half the noise levels log-uniform: the oracle's logits get their gradient only where
+    # the posterior is ambiguous (large sigma), which EDM's log-normal reaches so rarely
+    # that which class a few such draws fall on would decide the test.
+    kw = dict(objective="sft", sigma_uniform=0.5)
+    kept = SimFeedbackTrainer(pipe(), _config(tmp_path / "a", **kw))
+    kept.run(progress=False)
+    cond, null = block_weights(kept.model)
+    assert cond > 0.7 and null == 0.5
+    dropped = SimFeedbackTrainer(pipe(), _config(tmp_path / "b", class_dropout=0.5, **kw))
+    dropped.run(progress=False)
+    cond, null = block_weights(dropped.model)
+    assert cond > 0.6 and null > 0.6
+
+
+def test_a_step_draws_the_configured_noise_law_and_defaults_draw_as_before(tmp_path, monkeypatch):
+    import generators.align.trainer as trainer_module
+    from generators.align.objectives import sft_loss
+    from generators.models import Denoiser
+    from generators.pfgmpp import sample_training_sigma
+
+    x0_all = torch.stack([BLOCK, OVERHANG] * 4)
+    labels = torch.zeros(8, dtype=torch.long)
+    data = (torch.arange(8), torch.tensor([True, False] * 4))
+    # Defaults: the same loss from the same generator as the objective's own draws (the
+    # sigma law of every run made before the noise law was configurable).
+    trainer = SimFeedbackTrainer(_oracle_pipe(), _config(tmp_path / "a", objective="sft"))
+    loss, _ = trainer._step(data, x0_all, labels, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    rows = data[0][torch.randint(8, (8,), generator=g)]
+    want = sft_loss(Denoiser(trainer.model, 0.5), x0_all[rows], data[1][rows], D=128.0,
+                    generator=g, class_labels=labels[rows])  # fmt: skip
+    assert torch.equal(loss, want.loss)
+    # Configured: sigma from the mixture law over the scheduler's range, the thin weight
+    # and null labels reach the objective.
+    seen = {}
+
+    def spy(policy, x0, stands, **kw):
+        seen.update(kw)
+        return sft_loss(policy, x0, stands, **kw)
+
+    monkeypatch.setattr(trainer_module, "sft_loss", spy)
+    cfg = _config(tmp_path / "b", objective="sft", p_mean=0.4, p_std=1.1, sigma_uniform=0.5,
+                  thin_weight=3.0, class_dropout=1.0)  # fmt: skip
+    trainer = SimFeedbackTrainer(_oracle_pipe(), cfg)
+    trainer._step(data, x0_all, labels, torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    torch.randint(8, (8,), generator=g)
+    sigma = sample_training_sigma(8, p_mean=0.4, p_std=1.1, uniform=0.5,
+                                  sigma_range=(0.002, 80.0), generator=g)  # fmt: skip
+    assert torch.equal(seen["sigma"], sigma) and seen["thin_weight"] == 3.0
+    assert seen["class_labels"].tolist() == [1] * 8  # the null class of a one-family model
+
+
 def _adapted_pipe() -> ShapePipeline:
     """The oracle pipeline with two zero-initialised convolutions for LoRA to adapt."""
     unet = AdaptedMixtureOracleUNet(resolution=R, num_classes=1, atoms_per_class=2, D=128.0)
@@ -175,7 +241,8 @@ def test_a_round_without_both_outcomes_trains_nothing(tmp_path):
     ("field", "value"),
     [("objective", "ppo"), ("rounds", 0), ("lora_rank", 0), ("lr", -1.0), ("ema_decay", 1.0),
      ("grad_clip", float("nan")), ("seed", -1), ("fragments", "keep"),
-     ("save_dtype", "bfloat16")],
+     ("save_dtype", "bfloat16"), ("p_std", 0.0), ("sigma_uniform", 1.5),
+     ("thin_weight", -1.0), ("class_dropout", -0.1)],
 )  # fmt: skip
 def test_config_validation_names_the_field(field, value, tmp_path):
     with pytest.raises(ValueError, match=field):
