@@ -36,7 +36,14 @@ from generators.align.reward import Reward, StabilityReward, as_reward
 from generators.pipeline import samples_to_voxels
 from simkit.io import atomic_write, write_json
 
-__all__ = ["CollectConfig", "Collection", "SampleRecord", "collect", "load_collection"]
+__all__ = [
+    "CollectConfig",
+    "Collection",
+    "SampleRecord",
+    "collect",
+    "load_collection",
+    "model_fingerprint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +152,22 @@ def _plan(config: CollectConfig, families: tuple[str, ...]) -> list[tuple[str, i
     ]
 
 
+def model_fingerprint(pipeline: Any) -> str:
+    """A short hash of what decides the samples: the network's weights (as float32, so a
+    float16 checkpoint and its float32 load agree) and the scheduler's config. A
+    collection records it, so a folder written by one model is never resumed, or read
+    back as results, for another."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(pipeline.unet.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps(dict(pipeline.scheduler.config), sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
 def _read_manifest(out: Path) -> dict[str, Any] | None:
     import json
 
@@ -170,7 +193,7 @@ def collect(
         progress: show a progress bar.
 
     Raises:
-        ValueError: ``out`` holds a collection made with other settings (or reward).
+        ValueError: ``out`` holds a collection made with other settings, reward or model.
     """
     from simkit.physics import StabilityConfig
 
@@ -183,12 +206,11 @@ def collect(
     out.mkdir(parents=True, exist_ok=True)
     plan = _plan(config, pipeline.families)
     manifest = _read_manifest(out)
-    settings = {**config.settings(), "reward": reward.name}
+    settings = {**config.settings(), "reward": reward.name, "model": model_fingerprint(pipeline)}
     if manifest is not None and manifest["settings"] != settings:
-        raise ValueError(
-            f"{out} holds a collection with other settings ({manifest['settings']}); "
-            f"use another folder"
-        )
+        old = manifest["settings"]
+        what = "another model" if old.get("model") != settings["model"] else "other settings"
+        raise ValueError(f"{out} holds a collection made with {what} ({old}); use another folder")
     records: list[dict[str, Any]] = [] if manifest is None else manifest["records"]
     chunks: list[str] = [] if manifest is None else manifest["chunks"]
     res = pipeline.unet.config.resolution

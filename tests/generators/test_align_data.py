@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -100,6 +101,21 @@ def test_an_interrupted_collection_resumes_to_the_same_data(pipe, tmp_path):
     assert torch.equal(resumed.occupancy, whole.occupancy)
     with pytest.raises(ValueError, match="other settings"):
         collect(pipe, _config(tmp_path / "b", seed=5), progress=False)
+    # Another model's samples are never taken for this one's, though the settings match:
+    # changing any weight, or the scheduler's solver, changes the recorded fingerprint.
+    other = copy.deepcopy(pipe)
+    with torch.no_grad():
+        other.unet.atoms[0, 1, 0, 0, 0, 0] = 1.0
+    with pytest.raises(ValueError, match="another model"):
+        collect(other, cfg, progress=False)
+    other = copy.deepcopy(pipe)
+    other.scheduler = PFGMPPScheduler.from_config(pipe.scheduler.config, solver="dpmpp_2m")
+    with pytest.raises(ValueError, match="another model"):
+        collect(other, cfg, progress=False)
+    # A float16 copy of the same weights (how checkpoints ship) is the same model.
+    half = copy.deepcopy(pipe)
+    half.unet.atoms.data = half.unet.atoms.data.half()
+    assert collect(half, cfg, progress=False).records == whole.records
 
 
 def test_pairs_drop_conditions_that_all_stand_or_all_fall(pipe, tmp_path):
