@@ -10,6 +10,7 @@ from generators.align.collect import (
 from generators.align.data import PreferencePairs, balanced_singles, preference_pairs
 from generators.align.objectives import (
     ObjectiveOutput,
+    anchor_loss,
     dpo_loss,
     dro_loss,
     kto_loss,
@@ -38,6 +39,7 @@ __all__ = [
     "SampleRecord",
     "SimFeedbackTrainer",
     "StabilityReward",
+    "anchor_loss",
     "as_reward",
     "balanced_singles",
     "collect",

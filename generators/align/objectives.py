@@ -34,6 +34,9 @@ same formulas hold at any D.
   term lies in [0, 1], so no sample can drive the loss (or the weights) away without
   bound, and the gradient vanishes once a sample is far on the right side;
 - :func:`sft_loss`: the plain denoising loss on standing samples only (the baseline).
+
+Any of them can be given a KL-style anchor to the reference, :func:`anchor_loss` (beyond
+DSO, which relies on LoRA, a small learning rate and few steps to stay close).
 """
 
 from __future__ import annotations
@@ -46,9 +49,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from generators.pfgmpp import denoising_loss, sample_noise, sample_training_sigma
+from generators.pfgmpp import denoising_loss, loss_weight, sample_noise, sample_training_sigma
 
-__all__ = ["ObjectiveOutput", "dpo_loss", "dro_loss", "kto_loss", "per_sample_losses", "sft_loss"]
+__all__ = [
+    "ObjectiveOutput",
+    "anchor_loss",
+    "dpo_loss",
+    "dro_loss",
+    "kto_loss",
+    "per_sample_losses",
+    "sft_loss",
+]
 
 Denoiser = Callable[..., Tensor]
 
@@ -291,6 +302,41 @@ def sft_loss(
     )  # fmt: skip
     loss = losses[stands].mean() if stands.any() else losses.sum() * 0
     return ObjectiveOutput(loss, {"standing": float(stands.float().mean())})
+
+
+def anchor_loss(
+    policy: Denoiser,
+    reference: Denoiser,
+    x0: Tensor,
+    *,
+    D: float | None,
+    sigma_data: float = 0.5,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    generator: torch.Generator | None = None,
+    sigma: Tensor | None = None,
+    noise: Tensor | None = None,
+    **denoiser_kwargs: Any,
+) -> ObjectiveOutput:
+    """How far the policy's denoiser has moved from the reference's, where they are used:
+    ``mean_b lambda(sigma) mean_i (D_theta(x, sigma)_i - D_ref(x, sigma)_i)^2`` with
+    ``x = x0 + sigma n``.
+
+    For two diffusion models the KL divergence between their reverse processes is this
+    quantity integrated over the noise levels (up to the time weighting), so adding it to
+    an objective is the KL penalty of KL-regularised fine-tuning, computed on the
+    training inputs: the policy moves where the objective asks and stays with the
+    reference elsewhere (fine detail, which the reward does not judge but a fine-tune
+    on the model's own samples would otherwise drift). Zero, with zero gradient, when the
+    policy equals the reference.
+    """
+    sigma, noise = _noise_levels(x0, D, generator, p_mean, p_std, sigma, noise)
+    x = x0 + sigma.reshape((-1,) + (1,) * (x0.ndim - 1)) * noise
+    with torch.no_grad():
+        target = reference(x, sigma, **denoiser_kwargs)
+    err = (policy(x, sigma, **denoiser_kwargs) - target).pow(2).flatten(1).mean(1)
+    loss = (loss_weight(sigma, sigma_data) * err).mean()
+    return ObjectiveOutput(loss, {"anchor": float(loss.detach())})
 
 
 def _mean(values: Tensor, mask: Tensor) -> float:

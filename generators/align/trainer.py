@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from generators.align.collect import CollectConfig, Collection, collect
 from generators.align.data import FRAGMENTS, balanced_singles, preference_pairs, split_by_verdict
-from generators.align.objectives import dpo_loss, dro_loss, kto_loss, sft_loss
+from generators.align.objectives import anchor_loss, dpo_loss, dro_loss, kto_loss, sft_loss
 from generators.align.reward import Reward, StabilityReward, as_reward
 from generators.models import Denoiser
 from generators.pfgmpp import sample_training_sigma
@@ -96,6 +96,10 @@ class AlignConfig:
         class_dropout: share of training items whose label is replaced by the null class,
             so that the unconditional prediction, which classifier-free guidance
             subtracts, is fine-tuned with the conditional one (0: never).
+        anchor: weight of a KL-style penalty on the distance between the trained
+            denoiser and the reference on the batch's inputs
+            (:func:`~generators.align.objectives.anchor_loss`; 0: none). It costs a
+            second forward and backward pass per step.
         fragments: what a sample that did not come out as one solid is for training:
             "drop" (default) leaves it out; "piece" keeps its largest piece (what the
             reward judged and ``simkit generate`` returns) with that piece's verdict,
@@ -132,6 +136,7 @@ class AlignConfig:
     sigma_uniform: float = 0.0
     thin_weight: float = 0.0
     class_dropout: float = 0.0
+    anchor: float = 0.0
     fragments: str = "drop"
     seed: int = 0
     workers: int | None = None
@@ -165,8 +170,10 @@ class AlignConfig:
             raise ValueError(f"p_mean must be a finite number, got {self.p_mean!r}")
         if not (isinstance(self.p_std, (int, float)) and 0 < self.p_std < math.inf):
             raise ValueError(f"p_std must be positive, got {self.p_std!r}")
-        if not (isinstance(self.thin_weight, (int, float)) and 0 <= self.thin_weight < math.inf):
-            raise ValueError(f"thin_weight must be a finite number >= 0, got {self.thin_weight!r}")
+        for name in ("thin_weight", "anchor"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         for name in ("sigma_uniform", "class_dropout"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value <= 1):
@@ -492,7 +499,13 @@ class SimFeedbackTrainer:
                 out = kto_loss(policy, reference, x0, passed, beta=c.effective_beta, **kw)
             else:
                 out = sft_loss(policy, x0, passed, **kw)
-        return out.loss, out.metrics
+        if c.anchor == 0:
+            return out.loss, out.metrics
+        # On the batch's samples (DPO: its winners), at the objective's noise levels and
+        # fresh noise drawn after the objective's, whose draws stay as without the anchor.
+        kw.pop("thin_weight")
+        tie = anchor_loss(policy, reference, x0, **kw)
+        return out.loss + c.anchor * tie.loss, {**out.metrics, **tie.metrics}
 
     # ------------------------------------------------------------------ the loop
 

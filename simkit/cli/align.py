@@ -71,6 +71,9 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
               help="Extra loss weight on thin parts (legs, poles) and beside them.")  # fmt: skip
 @click.option("--class-dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of items trained as the null class (guidance's baseline).")  # fmt: skip
+@click.option("--anchor", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of a KL-style penalty keeping the denoiser near the one it "
+              "started from (0: none).")  # fmt: skip
 @click.option(
     "--save-dtype",
     type=click.Choice(["float32", "float16"]),
@@ -102,6 +105,7 @@ def align(
     sigma_uniform: float,
     thin_weight: float,
     class_dropout: float,
+    anchor: float,
     save_dtype: str,
     workers: int | None,
     backend: str,
@@ -137,6 +141,7 @@ def align(
             sigma_uniform=sigma_uniform,
             thin_weight=thin_weight,
             class_dropout=class_dropout,
+            anchor=anchor,
             save_dtype=save_dtype,
             seed=seed,
             workers=workers,

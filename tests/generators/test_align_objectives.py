@@ -8,7 +8,14 @@ import math
 import pytest
 import torch
 
-from generators.align import dpo_loss, dro_loss, kto_loss, per_sample_losses, sft_loss
+from generators.align import (
+    anchor_loss,
+    dpo_loss,
+    dro_loss,
+    kto_loss,
+    per_sample_losses,
+    sft_loss,
+)
 from generators.models import Denoiser, VoxelUNet3D
 from generators.pfgmpp import sample_noise
 
@@ -224,6 +231,43 @@ def test_thin_weight_weighs_thin_parts_in_every_objective():
     torch.testing.assert_close(dpo.loss, -torch.nn.functional.logsigmoid(-2.5 * inside))
     with pytest.raises(ValueError, match="thin_weight"):
         per_sample_losses(denoiser, x, sigma, noise, D=None, thin_weight=-1.0)
+
+
+def test_anchor_is_the_weighted_distance_between_the_two_denoisers(policy):
+    from generators.pfgmpp import loss_weight
+
+    x, _ = _data()
+    sigma = torch.tensor([0.05, 0.3, 1.0, 2.0, 8.0, 40.0])
+    noise = sample_noise(tuple(x.shape), 1.0, 64.0, torch.Generator().manual_seed(2))
+    # Two denoisers with known outputs: the anchor is lambda(sigma) mean_i (a - b)^2,
+    # evaluated on x0 + sigma n (the first returns its input, the second a scaled copy).
+    ident = lambda xn, sigma, **kw: xn  # noqa: E731
+    half = lambda xn, sigma, **kw: 0.5 * xn  # noqa: E731
+    out = anchor_loss(ident, half, x, D=64.0, sigma=sigma, noise=noise)
+    xn = x + sigma.reshape(-1, 1, 1, 1, 1) * noise
+    want = (loss_weight(sigma) * (0.5 * xn).pow(2).flatten(1).mean(1)).mean()
+    torch.testing.assert_close(out.loss, want)
+    # A model anchored to itself: zero, and no gradient.
+    pol = Denoiser(policy)
+    same = anchor_loss(pol, Denoiser(copy.deepcopy(policy)), x, D=None, sigma=sigma,
+                       noise=noise, class_labels=torch.zeros(6, dtype=torch.long))  # fmt: skip
+    same.loss.backward()
+    assert same.loss.item() == 0.0
+    assert all(p.grad is None or not p.grad.any() for p in policy.parameters())
+    # A moved model: positive, and a gradient step brings it back towards the reference.
+    ref = Denoiser(copy.deepcopy(policy))
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    kw = dict(D=None, sigma=sigma, noise=noise, class_labels=torch.zeros(6, dtype=torch.long))
+    before = anchor_loss(pol, ref, x, **kw).loss
+    policy.zero_grad()
+    before.backward()
+    with torch.no_grad():
+        for p in policy.parameters():
+            if p.grad is not None:
+                p.sub_(1e-3 * p.grad)
+    assert 0 < anchor_loss(pol, ref, x, **kw).loss < before
 
 
 def test_bad_inputs(policy):

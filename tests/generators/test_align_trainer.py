@@ -110,6 +110,19 @@ def test_class_dropout_fine_tunes_the_unconditional_prediction_too(tmp_path):
     assert cond > 0.6 and null > 0.6
 
 
+def test_the_anchor_holds_the_fine_tune_near_the_reference(tmp_path):
+    # SFT alone moves the mixture weight onto the standing block; with a strong anchor
+    # to the reference (weight 1/2) it moves less, and more than not at all.
+    kw = dict(objective="sft", sigma_uniform=0.5)
+    free = SimFeedbackTrainer(_oracle_pipe(), _config(tmp_path / "a", **kw))
+    free.run(progress=False)
+    held = SimFeedbackTrainer(_oracle_pipe(), _config(tmp_path / "b", anchor=20.0, **kw))
+    result = held.run(progress=False)
+    assert _block_weight(free.model) > 0.9
+    assert 0.5 < _block_weight(held.model) < _block_weight(free.model) - 0.1
+    assert "mean_anchor" in result.rounds[0]
+
+
 def test_a_step_draws_the_configured_noise_law_and_defaults_draw_as_before(tmp_path, monkeypatch):
     import generators.align.trainer as trainer_module
     from generators.align.objectives import sft_loss
@@ -242,7 +255,7 @@ def test_a_round_without_both_outcomes_trains_nothing(tmp_path):
     [("objective", "ppo"), ("rounds", 0), ("lora_rank", 0), ("lr", -1.0), ("ema_decay", 1.0),
      ("grad_clip", float("nan")), ("seed", -1), ("fragments", "keep"),
      ("save_dtype", "bfloat16"), ("p_std", 0.0), ("sigma_uniform", 1.5),
-     ("thin_weight", -1.0), ("class_dropout", -0.1)],
+     ("thin_weight", -1.0), ("class_dropout", -0.1), ("anchor", -1.0)],
 )  # fmt: skip
 def test_config_validation_names_the_field(field, value, tmp_path):
     with pytest.raises(ValueError, match=field):
