@@ -249,6 +249,8 @@ def evaluate(
     if "one_nna_cd" in o:
         click.echo(
             f"fidelity: 1-NNA {o['one_nna_cd']:.1%}, COV {o['cov_cd']:.1%}, MMD {o['mmd_cd']:.4g}"
+            f"; against the references that stand: 1-NNA {o['one_nna_cd_passing']:.1%}, "
+            f"COV {o['cov_cd_passing']:.1%}"
         )
     ref = data.get("reference") or {}
     click.echo(

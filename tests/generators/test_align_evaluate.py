@@ -96,3 +96,34 @@ def test_fidelity_on_the_shipped_checkpoint(tmp_path):
     ref = report.reference
     assert ref["n"] >= 6 and 0 < ref["volume"] < 1 and 0 < ref["base_fraction"] < 1
     assert ref["diversity_cd"] > 0 and o["diversity_cd"] > 0
+
+
+def test_fidelity_against_the_references_that_pass_the_reward(tmp_path):
+    # A user reward (tall objects pass): the passing references are the held-out pool's
+    # objects that pass it, as many per family as the samples where the pool has them.
+    from generators.generate import load_pipeline
+    from simkit.geometry import VoxelGrid
+    from simkit.shapes import FAMILIES, dataset
+
+    def tall(mesh) -> bool:
+        return float(mesh.vertices[:, 2].max() - mesh.vertices[:, 2].min()) > 0.7
+
+    cfg = EvaluateConfig(
+        out=tmp_path, n=6, conditions=("table", "vase"), steps=8, workers=1, backend="serial",
+        points=128,
+    )  # fmt: skip
+    report = evaluate_pipeline(load_pipeline(), cfg, reward=tall, progress=False)
+    # The same pool, judged here: 4 x 3 objects a family from reference_seed + 1.
+    pool = dataset(12 * len(FAMILIES), 16, seed=cfg.reference_seed + 1)
+    occ = VoxelGrid((pool.voxels > 0.5).reshape(-1, 16, 16, 16), (0.0, 0.0, 0.0), 1 / 16)
+    occ = occ.bridge_diagonals()
+    passes = {f: 0 for f in ("table", "vase")}
+    for i, lab in enumerate(pool.labels.tolist()):
+        if FAMILIES[lab] in passes:
+            passes[FAMILIES[lab]] += tall(occ[i].to_mesh()[0])
+    ref = report.reference
+    assert ref["pass_rate"] == pytest.approx(sum(passes.values()) / 24)
+    assert ref["n_passing"] == sum(min(3, k) for k in passes.values()) > 0
+    o = report.overall
+    assert 0 <= o["one_nna_cd_passing"] <= 1 and o["mmd_cd_passing"] > 0
+    assert o["mmd_cd_passing"] != o["mmd_cd"]
