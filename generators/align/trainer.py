@@ -100,6 +100,10 @@ class AlignConfig:
             denoiser and the reference on the batch's inputs
             (:func:`~generators.align.objectives.anchor_loss`; 0: none). It costs a
             second forward and backward pass per step.
+        anchor_p_mean: where the anchor looks: None, at the objective's noise levels;
+            a number, at its own draws ln sigma ~ N(anchor_p_mean, p_std^2) (with
+            -1.2, EDM's law, the low levels where surface detail is decided, while the
+            objective's law is moved up to the levels where shape is decided).
         fragments: what a sample that did not come out as one solid is for training:
             "drop" (default) leaves it out; "piece" keeps its largest piece (what the
             reward judged and ``simkit generate`` returns) with that piece's verdict,
@@ -137,6 +141,7 @@ class AlignConfig:
     thin_weight: float = 0.0
     class_dropout: float = 0.0
     anchor: float = 0.0
+    anchor_p_mean: float | None = None
     fragments: str = "drop"
     seed: int = 0
     workers: int | None = None
@@ -166,8 +171,12 @@ class AlignConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not (isinstance(self.p_mean, (int, float)) and math.isfinite(self.p_mean)):
-            raise ValueError(f"p_mean must be a finite number, got {self.p_mean!r}")
+        for name in ("p_mean", "anchor_p_mean"):
+            value = getattr(self, name)
+            if value is None and name == "anchor_p_mean":
+                continue
+            if not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not (isinstance(self.p_std, (int, float)) and 0 < self.p_std < math.inf):
             raise ValueError(f"p_std must be positive, got {self.p_std!r}")
         for name in ("thin_weight", "anchor"):
@@ -501,9 +510,13 @@ class SimFeedbackTrainer:
                 out = sft_loss(policy, x0, passed, **kw)
         if c.anchor == 0:
             return out.loss, out.metrics
-        # On the batch's samples (DPO: its winners), at the objective's noise levels and
-        # fresh noise drawn after the objective's, whose draws stay as without the anchor.
+        # On the batch's samples (DPO: its winners), at the objective's noise levels or
+        # its own, with noise drawn after the objective's (whose draws stay as without).
         kw.pop("thin_weight")
+        if c.anchor_p_mean is not None:
+            kw["sigma"] = sample_training_sigma(
+                c.batch_size, p_mean=c.anchor_p_mean, p_std=c.p_std, generator=g
+            ).to(self.device)
         tie = anchor_loss(policy, reference, x0, **kw)
         return out.loss + c.anchor * tie.loss, {**out.metrics, **tie.metrics}
 

@@ -74,6 +74,9 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
 @click.option("--anchor", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of a KL-style penalty keeping the denoiser near the one it "
               "started from (0: none).")  # fmt: skip
+@click.option("--anchor-p-mean", type=float, default=None,
+              help="The anchor's own noise levels, ln sigma ~ N(this, p_std^2) [default: "
+              "the objective's].")  # fmt: skip
 @click.option(
     "--save-dtype",
     type=click.Choice(["float32", "float16"]),
@@ -106,6 +109,7 @@ def align(
     thin_weight: float,
     class_dropout: float,
     anchor: float,
+    anchor_p_mean: float | None,
     save_dtype: str,
     workers: int | None,
     backend: str,
@@ -142,6 +146,7 @@ def align(
             thin_weight=thin_weight,
             class_dropout=class_dropout,
             anchor=anchor,
+            anchor_p_mean=anchor_p_mean,
             save_dtype=save_dtype,
             seed=seed,
             workers=workers,

@@ -123,6 +123,41 @@ def test_the_anchor_holds_the_fine_tune_near_the_reference(tmp_path):
     assert "mean_anchor" in result.rounds[0]
 
 
+def test_the_anchor_looks_at_the_objectives_noise_levels_or_its_own(tmp_path, monkeypatch):
+    import generators.align.trainer as trainer_module
+    from generators.align.objectives import anchor_loss, sft_loss
+    from generators.pfgmpp import sample_training_sigma
+
+    x0_all = torch.stack([BLOCK, OVERHANG] * 4)
+    labels = torch.zeros(8, dtype=torch.long)
+    data = (torch.arange(8), torch.tensor([True, False] * 4))
+    seen: dict = {}
+
+    def objective(policy, x0, stands, **kw):
+        out = sft_loss(policy, x0, stands, **kw)
+        seen["objective_sigma"], seen["state"] = kw["sigma"], kw["generator"].get_state()
+        return out
+
+    def anchor(policy, reference, x0, **kw):
+        seen["anchor_sigma"] = kw["sigma"]
+        return anchor_loss(policy, reference, x0, **kw)
+
+    monkeypatch.setattr(trainer_module, "sft_loss", objective)
+    monkeypatch.setattr(trainer_module, "anchor_loss", anchor)
+    kw = dict(objective="sft", anchor=1.0, p_mean=0.4, p_std=1.1)
+    trainer = SimFeedbackTrainer(_oracle_pipe(), _config(tmp_path / "a", **kw))
+    trainer._step(data, x0_all, labels, torch.Generator().manual_seed(5))
+    assert torch.equal(seen["anchor_sigma"], seen["objective_sigma"])
+    cfg = _config(tmp_path / "b", anchor_p_mean=-1.2, **kw)
+    SimFeedbackTrainer(_oracle_pipe(), cfg)._step(
+        data, x0_all, labels, torch.Generator().manual_seed(5)
+    )
+    g = torch.Generator()
+    g.set_state(seen["state"])  # the anchor draws right after the objective
+    want = sample_training_sigma(8, p_mean=-1.2, p_std=1.1, generator=g)
+    assert torch.equal(seen["anchor_sigma"], want)
+
+
 def test_a_step_draws_the_configured_noise_law_and_defaults_draw_as_before(tmp_path, monkeypatch):
     import generators.align.trainer as trainer_module
     from generators.align.objectives import sft_loss
@@ -255,7 +290,8 @@ def test_a_round_without_both_outcomes_trains_nothing(tmp_path):
     [("objective", "ppo"), ("rounds", 0), ("lora_rank", 0), ("lr", -1.0), ("ema_decay", 1.0),
      ("grad_clip", float("nan")), ("seed", -1), ("fragments", "keep"),
      ("save_dtype", "bfloat16"), ("p_std", 0.0), ("sigma_uniform", 1.5),
-     ("thin_weight", -1.0), ("class_dropout", -0.1), ("anchor", -1.0)],
+     ("thin_weight", -1.0), ("class_dropout", -0.1), ("anchor", -1.0),
+     ("anchor_p_mean", float("nan"))],
 )  # fmt: skip
 def test_config_validation_names_the_field(field, value, tmp_path):
     with pytest.raises(ValueError, match=field):
