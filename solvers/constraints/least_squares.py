@@ -41,6 +41,12 @@ JacobianFn = Callable[[Tensor, Params], Tensor]
 
 # a trial step is accepted when the gain ratio (actual / predicted decrease) exceeds this
 _MIN_GAIN_RATIO = 1e-4
+# F's rounding floor, in units of eps64·F: near a minimum with nonzero residuals a step's true
+# decrease (~ ‖g‖²/H) falls below what float64 can tell apart in F long before ‖g‖ is small, and
+# a gain-ratio test alone then stalls w at ~√eps of w* (and an implicit backward at w* is only as
+# good as g(w*) = 0). Below this floor a step is accepted on the model's word, if F did not rise
+# by more than the floor; the gradient test decides when to stop.
+_COST_FLOOR = 128.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,11 @@ class LeastSquaresConfig:
     * **cost** (MINPACK's, checked after every trial step, accepted or not): the actual and
       the predicted relative decreases of F both satisfy ``|F_old − F_new| ≤ ftol·F_old``
       and ``predicted ≤ ftol·F_old``, with gain ratio ≤ 2.
+
+    A trial step is accepted when its gain ratio (actual / predicted decrease of F) exceeds
+    1e-4, or when the predicted decrease is below F's float64 resolution (128·eps·F) and F rose
+    by no more than that: near a nonzero-residual minimum F stops telling better points from
+    worse ones while ‖g‖ is still ~√eps, and only the gradient test can judge progress there.
 
     Attributes:
         max_iterations: The most LM trial steps (accepted or rejected) per problem.
@@ -376,7 +387,9 @@ def _solve(
         actual = actual - 0.5 * mu * (delta * (2 * wi + delta)).sum(-1)
         finite_trial = torch.isfinite(F_trial) & torch.isfinite(r_trial).all(-1)
         rho = actual / predicted.clamp_min(1e-300)
-        accept = factored & finite_trial & (predicted > 0) & (rho > _MIN_GAIN_RATIO)
+        floor = _COST_FLOOR * torch.finfo(torch.float64).eps * Fi
+        unresolved = (predicted <= floor) & (actual >= -floor)
+        accept = factored & finite_trial & (predicted > 0) & ((rho > _MIN_GAIN_RATIO) | unresolved)
         iterations[idx] += 1
 
         acc = idx[accept]
