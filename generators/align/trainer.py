@@ -167,22 +167,18 @@ class AlignConfig:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name} must be positive, got {value!r}")
-        for name in ("weight_decay", "grad_clip"):
+        for name in ("weight_decay", "grad_clip", "thin_weight", "anchor"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("p_mean", "anchor_p_mean"):
+        for name in ("p_mean", "anchor_p_mean"):  # anchor_p_mean may be None
             value = getattr(self, name)
-            if value is None and name == "anchor_p_mean":
-                continue
-            if not (isinstance(value, (int, float)) and math.isfinite(value)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value)) and (
+                value is not None or name == "p_mean"
+            ):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not (isinstance(self.p_std, (int, float)) and 0 < self.p_std < math.inf):
             raise ValueError(f"p_std must be positive, got {self.p_std!r}")
-        for name in ("thin_weight", "anchor"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         for name in ("sigma_uniform", "class_dropout"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value <= 1):
