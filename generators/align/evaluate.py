@@ -45,6 +45,7 @@ from torch import Tensor
 
 from generators.align.collect import CollectConfig, Collection, collect
 from generators.align.reward import Reward, StabilityReward, as_reward
+from simkit.io import write_json
 
 __all__ = [
     "EvaluateConfig",
@@ -93,7 +94,8 @@ class EvaluateConfig:
     """Settings of :func:`evaluate_pipeline`.
 
     Attributes:
-        out: folder for the samples and verdicts (resumable).
+        out: folder for the samples and verdicts (resumable), and ``report.json``, the
+            report as :meth:`EvaluationReport.to_dict` gives it, written at the end.
         n: total samples, split equally over the conditions (rounded up per condition).
         conditions: family names (None: all the pipeline's families).
         seed: first sampling seed (default far from the fine-tuning's seeds).
@@ -255,7 +257,8 @@ def evaluate_pipeline(
     baseline: Any = None,
     progress: bool = True,
 ) -> EvaluationReport:
-    """Evaluate ``pipeline`` (and ``baseline`` on the same seeds, when given).
+    """Evaluate ``pipeline`` (and ``baseline`` on the same seeds, when given); the report is
+    also written, atomically, to ``config.out / "report.json"``.
 
     Args:
         pipeline: a class-conditional :class:`~generators.pipeline.ShapePipeline`.
@@ -310,7 +313,7 @@ def evaluate_pipeline(
             col, base_col, config, reward, families, by_family, overall, per_family,
             baseline_overall,
         )  # fmt: skip
-    return EvaluationReport(
+    report = EvaluationReport(
         overall=overall,
         per_family=per_family,
         baseline=baseline_overall,
@@ -318,6 +321,8 @@ def evaluate_pipeline(
         reference=reference,
         settings={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
     )
+    write_json(out / "report.json", report.to_dict())
+    return report
 
 
 def _fidelity(

@@ -183,7 +183,7 @@ def align(
 @click.option("--steps", type=click.IntRange(min=1), default=18, show_default=True)
 @click.option(
     "--out", type=click.Path(file_okay=False), default="out/evaluate", show_default=True,
-    help="Samples and verdicts (an interrupted evaluation resumes).",
+    help="Samples, verdicts and report.json (an interrupted evaluation resumes).",
 )  # fmt: skip
 @click.option("--guidance", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Classifier-free guidance weight.")  # fmt: skip

@@ -3,6 +3,7 @@ from an oracle generator, fidelity on the shipped checkpoint."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -79,6 +80,8 @@ def test_oracle_pass_rates_volumes_and_the_paired_test(tmp_path):
     assert paired["mcnemar_p"] == pytest.approx(mcnemar_exact(24 - k, 0))
     assert report.reference is None  # "mixed" is not a procedural family
     assert report.to_dict()["per_family"]["mixed"]["n"] == 24
+    # the report is kept beside the samples
+    assert json.loads((tmp_path / "report.json").read_text()) == report.to_dict()
 
 
 def test_fidelity_on_the_shipped_checkpoint(tmp_path):
