@@ -209,7 +209,12 @@ def collect(
     settings = {**config.settings(), "reward": reward.name, "model": model_fingerprint(pipeline)}
     if manifest is not None and manifest["settings"] != settings:
         old = manifest["settings"]
-        what = "another model" if old.get("model") != settings["model"] else "other settings"
+        if "model" not in old:
+            what = "an older simkit, which recorded no model fingerprint,"
+        elif old["model"] != settings["model"]:
+            what = "another model"
+        else:
+            what = "other settings"
         raise ValueError(f"{out} holds a collection made with {what} ({old}); use another folder")
     records: list[dict[str, Any]] = [] if manifest is None else manifest["records"]
     chunks: list[str] = [] if manifest is None else manifest["chunks"]

@@ -116,6 +116,11 @@ def test_an_interrupted_collection_resumes_to_the_same_data(pipe, tmp_path):
     half = copy.deepcopy(pipe)
     half.unet.atoms.data = half.unet.atoms.data.half()
     assert collect(half, cfg, progress=False).records == whole.records
+    # A folder from before fingerprints were recorded is refused, and the message says so.
+    del manifest["settings"]["model"]
+    (tmp_path / "b" / "c" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="no model fingerprint"):
+        collect(pipe, cfg, progress=False)
 
 
 def test_pairs_drop_conditions_that_all_stand_or_all_fall(pipe, tmp_path):
