@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,7 @@ __all__ = [
     "PreferencePairs",
     "balanced_singles",
     "preference_pairs",
+    "procedural_objects",
     "split_by_verdict",
 ]
 
@@ -124,3 +126,28 @@ def balanced_singles(
     labels = torch.cat([torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)])
     order = torch.randperm(2 * n, generator=g)
     return idx[order], labels[order]
+
+
+def procedural_objects(
+    n_per_family: int, resolution: int, seed: int, families: Sequence[str]
+) -> tuple[Tensor, list[str]]:
+    """``n_per_family`` procedural objects of each of ``families`` (:mod:`simkit.shapes`),
+    voxelised at ``resolution`` with diagonal contacts bridged, as collections store
+    samples: (n, R, R, R) bool occupancy and each object's family.
+
+    The objects are those of ``simkit.shapes.dataset(n_per_family * len(FAMILIES),
+    resolution, seed)`` in the given families, so a set does not depend on which families
+    are asked for (a held-out reference set stays the same set).
+    """
+    from simkit.geometry import VoxelGrid
+    from simkit.shapes import FAMILIES, dataset
+
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"not procedural families: {unknown}; known: {FAMILIES}")
+    data = dataset(n_per_family * len(FAMILIES), resolution, seed=seed)
+    occ = (data.voxels > 0.5).reshape(-1, resolution, resolution, resolution)
+    occ = VoxelGrid(occ, (0.0, 0.0, 0.0), 1 / resolution).bridge_diagonals().occupancy
+    names = [FAMILIES[i] for i in data.labels.tolist()]
+    keep = [i for i, f in enumerate(names) if f in families]
+    return occ[keep], [names[i] for i in keep]

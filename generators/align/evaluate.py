@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from generators.align.collect import CollectConfig, Collection, collect
+from generators.align.data import procedural_objects
 from generators.align.reward import Reward, StabilityReward, as_reward
 from simkit.io import write_json
 
@@ -339,7 +340,7 @@ def _fidelity(
     """Fill fidelity and diversity in place; return the references' own figures."""
     from simkit.geometry import VoxelGrid
     from simkit.geometry.metrics import set_metrics
-    from simkit.shapes import FAMILIES, dataset
+    from simkit.shapes import FAMILIES
 
     if any(f not in FAMILIES for f in families):
         return None  # not procedural families: no reference set to compare with
@@ -347,11 +348,8 @@ def _fidelity(
     per = max(len(sel) for sel in by_family.values())
 
     def references(n: int, seed: int) -> tuple[Tensor, Tensor]:
-        ref = dataset(n * len(FAMILIES), res, seed=seed)
-        occ = (ref.voxels > 0.5).reshape(-1, res, res, res)
-        occ = VoxelGrid(occ, (0.0, 0.0, 0.0), 1 / res).bridge_diagonals().occupancy
-        keep = [i for i, lab in enumerate(ref.labels.tolist()) if FAMILIES[lab] in families]
-        return occ[keep], ref.labels[keep]
+        occ, names = procedural_objects(n, res, seed, families)
+        return occ, torch.tensor([FAMILIES.index(f) for f in names], dtype=torch.long)
 
     ref_occ, ref_labels = references(per, config.reference_seed)
     clouds = _clouds(col.occupancy, config.points, 0)

@@ -45,7 +45,13 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from generators.align.collect import CollectConfig, Collection, collect
-from generators.align.data import FRAGMENTS, balanced_singles, preference_pairs, split_by_verdict
+from generators.align.data import (
+    FRAGMENTS,
+    balanced_singles,
+    preference_pairs,
+    procedural_objects,
+    split_by_verdict,
+)
 from generators.align.objectives import anchor_loss, dpo_loss, dro_loss, kto_loss, sft_loss
 from generators.align.reward import Reward, StabilityReward, as_reward
 from generators.models import Denoiser
@@ -110,6 +116,16 @@ class AlignConfig:
             two to three times the data from the same draws; "fail" counts it as a
             failure, trained on with all its pieces, so the reward becomes "passes and
             is one solid" and fragmenting cannot be a way to pass.
+        replay: with ``objective="sft"``, how many procedural training objects per
+            family (``simkit.shapes.dataset`` at seed ``replay_seed``: with 0, the
+            shipped generator's own training set) to judge by the reward once per run;
+            those that pass join every round's pool beside the round's passing samples.
+            Prior preservation (as in DreamBooth) aimed by the reward: the fine-tune is
+            pulled towards the data that passes, not only towards the model's own
+            passing samples, whose flaws it would otherwise learn. 0: none. Needs
+            procedural families.
+        replay_seed: the seed of that set (keep it apart from evaluation's references,
+            777 and 778).
         seed: seeds the collection (round r draws from seed + r * 1,000,003) and each
             step's batch and noise.
         workers, backend: where the default stability reward simulates.
@@ -143,6 +159,8 @@ class AlignConfig:
     anchor: float = 0.0
     anchor_p_mean: float | None = None
     fragments: str = "drop"
+    replay: int = 0
+    replay_seed: int = 0
     seed: int = 0
     workers: int | None = None
     backend: str = "process"
@@ -187,8 +205,15 @@ class AlignConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if not (isinstance(self.guidance_scale, (int, float)) and self.guidance_scale >= 0):
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        for name in ("seed", "replay", "replay_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if self.replay and self.objective != "sft":
+            raise ValueError(
+                f"replay adds passing data only, which objective 'sft' trains on; "
+                f"got objective {self.objective!r}"
+            )
         if self.save_dtype not in ("float32", "float16"):
             raise ValueError(f"save_dtype must be 'float32' or 'float16', got {self.save_dtype!r}")
         if self.fragments not in FRAGMENTS:
@@ -317,6 +342,7 @@ class SimFeedbackTrainer:
         self.sigma_range = (float(sched.sigma_min), float(sched.sigma_max))
         self.null_label = int(pipeline.unet.config.num_classes)
         self.out = Path(config.out)
+        self._replay: tuple[Tensor, Tensor] | None = None  # config.replay's pool, once judged
 
         # The reference (and the start) is a float32 copy of the given network.
         # (.float(), not .to(dtype): diffusers' ModelMixin.to warns on every dtype cast.)
@@ -453,6 +479,26 @@ class SimFeedbackTrainer:
             log.warning("round has no balanced data: %s", exc)
             return None
 
+    def _replay_pool(self) -> tuple[Tensor, Tensor]:
+        """The procedural objects that pass the reward (``config.replay``), judged once a
+        run: (n, R, R, R) occupancy and labels in the pipeline's label space."""
+        if self._replay is None:
+            from simkit.geometry import VoxelGrid
+
+            c = self.config
+            families = list(c.conditions or self.base.families)
+            res = int(self.base.unet.config.resolution)
+            occ, names = procedural_objects(c.replay, res, c.replay_seed, families)
+            grids = VoxelGrid(occ, (0.0, 0.0, 0.0), 1 / res)
+            verdicts = self.reward.judge([grids[i].to_mesh()[0] for i in range(len(names))])
+            keep = [i for i, v in enumerate(verdicts) if v.passed]
+            labels = torch.tensor(
+                [self.base.families.index(names[i]) for i in keep], dtype=torch.long
+            )
+            log.info("replay: %d of %d procedural objects pass", len(keep), len(names))
+            self._replay = (occ[keep], labels)
+        return self._replay
+
     def _occupancy(self, col: Collection) -> Tensor:
         """What each sample is trained on: its largest solid, or with ``fragments="fail"``
         every piece (identical for one-solid samples)."""
@@ -545,8 +591,19 @@ class SimFeedbackTrainer:
         while round_ < total_rounds:
             col = self._collect(round_, progress)
             data = self._data(col)
-            x0_all = (2.0 * self._occupancy(col).float() - 1.0).unsqueeze(1).to(self.device)
-            labels = torch.tensor([r.label for r in col.records], device=self.device)
+            occupancy = self._occupancy(col)
+            labels = torch.tensor([r.label for r in col.records], dtype=torch.long)
+            if c.replay:
+                extra_occ, extra_labels = self._replay_pool()
+                extra = torch.arange(len(labels), len(labels) + len(extra_labels))
+                yes = torch.ones(len(extra), dtype=torch.bool)
+                if data is not None:
+                    extra, yes = torch.cat([data[0], extra]), torch.cat([data[1], yes])
+                data = (extra, yes) if len(extra) else None
+                occupancy = torch.cat([occupancy, extra_occ.to(occupancy.dtype)])
+                labels = torch.cat([labels, extra_labels])
+            x0_all = (2.0 * occupancy.float() - 1.0).unsqueeze(1).to(self.device)
+            labels = labels.to(self.device)
             size = 0 if data is None else int(data[0].shape[0])
             recent: list[dict[str, float]] = []
             if data is None:
@@ -591,6 +648,8 @@ class SimFeedbackTrainer:
                 "pass_rate": col.fraction_passed(),
                 "training_items": size,
             }
+            if c.replay:
+                summary["replay_items"] = len(self._replay_pool()[1])
             if recent:
                 for key in recent[-1]:
                     vals = [r[key] for r in recent if math.isfinite(r.get(key, math.nan))]

@@ -77,6 +77,9 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
 @click.option("--anchor-p-mean", type=float, default=None,
               help="The anchor's own noise levels, ln sigma ~ N(this, p_std^2) [default: "
               "the objective's].")  # fmt: skip
+@click.option("--replay", type=click.IntRange(min=0), default=0, show_default=True,
+              help="SFT only: judge this many procedural training objects per family once; "
+              "those that stand join every round's training pool.")  # fmt: skip
 @click.option(
     "--save-dtype",
     type=click.Choice(["float32", "float16"]),
@@ -110,6 +113,7 @@ def align(
     class_dropout: float,
     anchor: float,
     anchor_p_mean: float | None,
+    replay: int,
     save_dtype: str,
     workers: int | None,
     backend: str,
@@ -147,6 +151,7 @@ def align(
             class_dropout=class_dropout,
             anchor=anchor,
             anchor_p_mean=anchor_p_mean,
+            replay=replay,
             save_dtype=save_dtype,
             seed=seed,
             workers=workers,

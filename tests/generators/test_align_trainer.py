@@ -291,7 +291,7 @@ def test_a_round_without_both_outcomes_trains_nothing(tmp_path):
      ("grad_clip", float("nan")), ("seed", -1), ("fragments", "keep"),
      ("save_dtype", "bfloat16"), ("p_std", 0.0), ("sigma_uniform", 1.5),
      ("thin_weight", -1.0), ("class_dropout", -0.1), ("anchor", -1.0),
-     ("anchor_p_mean", float("nan"))],
+     ("anchor_p_mean", float("nan")), ("replay", -1), ("replay_seed", -1)],
 )  # fmt: skip
 def test_config_validation_names_the_field(field, value, tmp_path):
     with pytest.raises(ValueError, match=field):
@@ -310,6 +310,59 @@ def test_fragments_fail_trains_on_every_piece_and_needs_them_stored(tmp_path):
         trainer._occupancy(Collection([], piece))
     trainer = SimFeedbackTrainer(_adapted_pipe(), _config(tmp_path, fragments="piece"))
     assert torch.equal(trainer._occupancy(Collection([], piece, raw=raw)), piece)
+
+
+def test_replay_adds_the_procedural_objects_that_pass_to_the_sft_pool(tmp_path, monkeypatch):
+    import trimesh
+
+    from generators.align.data import procedural_objects
+    from simkit.geometry import VoxelGrid
+
+    families = ["mug", "lamp"]  # the pipeline's label 0 and 1; FAMILIES orders them apart
+    unet = WeightedMixtureOracleUNet(resolution=R, num_classes=2, atoms_per_class=2, D=128.0)
+    for k in range(2):
+        unet.atoms[k, 0], unet.atoms[k, 1] = BLOCK, OVERHANG
+    pipe = ShapePipeline(unet=unet, scheduler=PFGMPPScheduler(D=128.0), families=families)
+    pipe.set_progress_bar_config(disable=True)
+
+    # The reward: "encloses more than 0.02 m^3" (objects fill the unit cube, so height
+    # or extent would not tell them apart); the expected verdicts come from trimesh.
+    def big(mesh):
+        return float(mesh.volume()) > 0.02
+
+    occ, names = procedural_objects(5, R, 3, families)
+    grids = VoxelGrid(occ, (0.0, 0.0, 0.0), 1 / R)
+    meshes = [grids[i].to_mesh()[0] for i in range(len(names))]
+    expect = [
+        i
+        for i, m in enumerate(meshes)
+        if trimesh.Trimesh(m.vertices.numpy(), m.faces.numpy()).volume > 0.02
+    ]
+    assert 0 < len(expect) < len(names)  # the reward tells these objects apart
+    assert {names[i] for i in expect} == set(families)  # and passes some of each family
+
+    seen = {}
+
+    def spy(self, data, x0_all, labels, g):
+        seen.update(data=data, x0=x0_all, labels=labels)
+        return original(self, data, x0_all, labels, g)
+
+    original = SimFeedbackTrainer._step
+    monkeypatch.setattr(SimFeedbackTrainer, "_step", spy)
+    cfg = _config(tmp_path, objective="sft", replay=5, replay_seed=3, steps_per_round=2)
+    result = SimFeedbackTrainer(pipe, cfg, reward=big).run(progress=False)
+    (summary,) = result.rounds
+    assert summary["replay_items"] == len(expect)
+    n_col = summary["samples"]
+    own = int((seen["data"][0] < n_col).sum())  # the round's own passing samples
+    assert summary["training_items"] == own + len(expect)
+    # The replayed rows are the passing objects, labelled in the pipeline's label space.
+    rows = seen["data"][0][own:]
+    assert seen["data"][1].all()
+    assert torch.equal(seen["x0"][rows, 0].cpu() > 0, occ[expect])
+    assert seen["labels"][rows].tolist() == [families.index(names[i]) for i in expect]
+    with pytest.raises(ValueError, match="replay"):
+        _config(tmp_path, objective="dro", replay=5)
 
 
 def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
