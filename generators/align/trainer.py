@@ -226,9 +226,10 @@ class AlignConfig:
         return self.beta if self.beta is not None else _DEFAULT_BETA.get(self.objective)
 
     def settings(self) -> dict[str, Any]:
-        """What must match for a run to be resumed (all but out/workers/backend/save_dtype)."""
+        """What must match for a run to be resumed: all but out/workers/backend/save_dtype,
+        and rounds (a run may be extended by more rounds)."""
         d = asdict(self)
-        for key in ("out", "workers", "backend", "save_dtype"):
+        for key in ("out", "workers", "backend", "save_dtype", "rounds"):
             d.pop(key)
         d["conditions"] = list(d["conditions"]) if d["conditions"] else None
         return d
@@ -398,7 +399,8 @@ class SimFeedbackTrainer:
         if not path.is_file():
             return None
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state["settings"] != self.config.settings() or state["reward"] != self.reward.name:
+        saved = {k: v for k, v in state["settings"].items() if k != "rounds"}  # older runs'
+        if saved != self.config.settings() or state["reward"] != self.reward.name:
             raise ValueError(
                 f"{self.out} holds a run with other settings ({state['settings']}, reward "
                 f"{state['reward']!r}); use another folder"

@@ -83,6 +83,19 @@ def test_online_rounds_collect_from_the_fine_tuned_model(tmp_path):
     assert (tmp_path / "run" / "round_01" / "collection" / "manifest.json").is_file()
 
 
+def test_a_finished_run_is_extended_by_more_rounds(tmp_path):
+    cfg = _config(tmp_path, samples_per_condition=16, steps_per_round=5)
+    first = SimFeedbackTrainer(_oracle_pipe(), cfg).run(progress=False)
+    # Asking the same folder for two rounds (as `simkit align --rounds 2` does) keeps
+    # round 0 as it was and adds round 1; any other change of settings is refused.
+    more = SimFeedbackTrainer(_oracle_pipe(), replace(cfg, rounds=2)).run(progress=False)
+    assert len(more.rounds) == 2 and more.rounds[0] == first.rounds[0]
+    assert more.history[:5] == first.history and len(more.history) == 10
+    assert (tmp_path / "run" / "round_01" / "collection" / "manifest.json").is_file()
+    with pytest.raises(ValueError, match="other settings"):
+        SimFeedbackTrainer(_oracle_pipe(), replace(cfg, rounds=3, lr=0.1)).run(progress=False)
+
+
 def test_class_dropout_fine_tunes_the_unconditional_prediction_too(tmp_path):
     # Guidance samples from F_null + w (F_cond - F_null). Without class dropout the null
     # class is never trained: its mixture weights stay at 1/2 while the conditional ones
