@@ -189,11 +189,11 @@ class AlignConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("p_mean", "anchor_p_mean"):  # anchor_p_mean may be None
+        for name in ("p_mean", "anchor_p_mean"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value)) and (
-                value is not None or name == "p_mean"
-            ):
+            if value is None and name == "anchor_p_mean":
+                continue
+            if not (isinstance(value, (int, float)) and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not (isinstance(self.p_std, (int, float)) and 0 < self.p_std < math.inf):
             raise ValueError(f"p_std must be positive, got {self.p_std!r}")
@@ -327,6 +327,12 @@ class SimFeedbackTrainer:
             raise TypeError(f"config must be an AlignConfig, got {type(config).__name__}")
         if not pipeline.families:
             raise ValueError("the pipeline is unconditional: fine-tuning needs families")
+        if config.replay:
+            from simkit.shapes import FAMILIES
+
+            other = [f for f in (config.conditions or pipeline.families) if f not in FAMILIES]
+            if other:
+                raise ValueError(f"replay needs procedural families; {other} are not")
         self.config = config
         self.reward = as_reward(
             reward

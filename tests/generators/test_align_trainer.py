@@ -376,6 +376,8 @@ def test_replay_adds_the_procedural_objects_that_pass_to_the_sft_pool(tmp_path, 
     assert seen["labels"][rows].tolist() == [families.index(names[i]) for i in expect]
     with pytest.raises(ValueError, match="replay"):
         _config(tmp_path, objective="dro", replay=5)
+    with pytest.raises(ValueError, match="procedural families"):
+        SimFeedbackTrainer(_oracle_pipe(), replace(cfg, out=tmp_path / "other"))  # "mixed"
 
 
 def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
