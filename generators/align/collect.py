@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from generators.align.reward import Reward, StabilityReward, as_reward
+from generators.align.reward import Reward, as_reward
 from generators.pipeline import samples_to_voxels
 from simkit.io import atomic_write, write_json
 
@@ -195,13 +195,8 @@ def collect(
     Raises:
         ValueError: ``out`` holds a collection made with other settings, reward or model.
     """
-    from simkit.physics import StabilityConfig
 
-    if reward is None:
-        reward = StabilityReward(
-            StabilityConfig(seed=config.seed), workers=config.workers, backend=config.backend
-        )
-    reward = as_reward(reward)
+    reward = as_reward(reward, seed=config.seed, workers=config.workers, backend=config.backend)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     plan = _plan(config, pipeline.families)

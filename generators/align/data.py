@@ -10,12 +10,14 @@ import torch
 from torch import Tensor
 
 from generators.align.collect import Collection, SampleRecord
+from generators.align.reward import Reward
 
 __all__ = [
     "FRAGMENTS",
     "PreferencePairs",
     "balanced_singles",
     "preference_pairs",
+    "passing",
     "procedural_objects",
     "split_by_verdict",
 ]
@@ -151,3 +153,14 @@ def procedural_objects(
     names = [FAMILIES[i] for i in data.labels.tolist()]
     keep = [i for i, f in enumerate(names) if f in families]
     return occ[keep], [names[i] for i in keep]
+
+
+def passing(occupancy: Tensor, reward: Reward) -> list[int]:
+    """Indices of the (n, R, R, R) grids (in the unit cube) whose surface mesh passes
+    ``reward``."""
+    from simkit.geometry import VoxelGrid
+
+    res = occupancy.shape[-1]
+    grids = VoxelGrid(occupancy, (0.0, 0.0, 0.0), 1 / res)
+    verdicts = reward.judge([grids[i].to_mesh()[0] for i in range(occupancy.shape[0])])
+    return [i for i, v in enumerate(verdicts) if v.passed]

@@ -44,8 +44,8 @@ import torch
 from torch import Tensor
 
 from generators.align.collect import CollectConfig, Collection, collect
-from generators.align.data import procedural_objects
-from generators.align.reward import Reward, StabilityReward, as_reward
+from generators.align.data import passing, procedural_objects
+from generators.align.reward import Reward, as_reward
 from simkit.io import write_json
 
 __all__ = [
@@ -268,16 +268,9 @@ def evaluate_pipeline(
         baseline: a second pipeline to compare with, paired by seed.
         progress: show progress bars.
     """
-    from simkit.physics import StabilityConfig
 
     out = Path(config.out)
-    reward = as_reward(
-        reward
-        if reward is not None
-        else StabilityReward(
-            StabilityConfig(seed=config.seed), workers=config.workers, backend=config.backend
-        )
-    )
+    reward = as_reward(reward, seed=config.seed, workers=config.workers, backend=config.backend)
     col = _draw(pipeline, config, reward, out / "samples", progress)
     families = sorted(
         {r.condition for r in col.records}, key=[r.condition for r in col.records].index
@@ -338,7 +331,6 @@ def _fidelity(
     baseline_overall: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
     """Fill fidelity and diversity in place; return the references' own figures."""
-    from simkit.geometry import VoxelGrid
     from simkit.geometry.metrics import set_metrics
     from simkit.shapes import FAMILIES
 
@@ -360,20 +352,18 @@ def _fidelity(
 
     # The references that pass the reward, `per` a family where the larger set has them.
     pool_occ, pool_labels = references(_PASSING_POOL * per, config.reference_seed + 1)
-    grids = VoxelGrid(pool_occ, (0.0, 0.0, 0.0), 1 / res)
-    verdicts = reward.judge([grids[i].to_mesh()[0] for i in range(pool_occ.shape[0])])
-    passing = [i for i, v in enumerate(verdicts) if v.passed]
+    passed = passing(pool_occ, reward)
     chosen = [
         i
         for f in families
-        for i in [j for j in passing if int(pool_labels[j]) == FAMILIES.index(f)][:per]
+        for i in [j for j in passed if int(pool_labels[j]) == FAMILIES.index(f)][:per]
     ]
     pass_clouds = _clouds(pool_occ[chosen], config.points, 2)
     mp = set_metrics(clouds, pass_clouds)
     overall.update(
         {"mmd_cd_passing": mp.mmd, "cov_cd_passing": mp.cov, "one_nna_cd_passing": mp.one_nna}
     )
-    reference.update({"n_passing": len(chosen), "pass_rate": len(passing) / max(1, len(verdicts))})
+    reference.update({"n_passing": len(chosen), "pass_rate": len(passed) / max(1, len(pool_occ))})
     div, ref_div = [], []
     for f, sel in by_family.items():
         fam_ref = ref_clouds[ref_labels == FAMILIES.index(f)]

@@ -168,11 +168,20 @@ class CallableReward:
         return out
 
 
-def as_reward(reward: Reward | Callable[[Mesh], bool | float] | None) -> Reward:
+def as_reward(
+    reward: Reward | Callable[[Mesh], bool | float] | None,
+    *,
+    seed: int = 0,
+    workers: int | None = None,
+    backend: str = "process",
+) -> Reward:
     """A :class:`Reward` as it is, a bare callable wrapped in :class:`CallableReward`,
-    and None as the default :class:`StabilityReward`."""
+    and None as the default :class:`StabilityReward` (PyBullet seeded with ``seed``,
+    simulating on ``workers`` with ``backend``)."""
     if reward is None:
-        return StabilityReward()
+        from simkit.physics import StabilityConfig
+
+        return StabilityReward(StabilityConfig(seed=seed), workers=workers, backend=backend)
     if isinstance(reward, Reward):
         return reward
     if callable(reward):

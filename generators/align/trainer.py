@@ -48,12 +48,13 @@ from generators.align.collect import CollectConfig, Collection, collect
 from generators.align.data import (
     FRAGMENTS,
     balanced_singles,
+    passing,
     preference_pairs,
     procedural_objects,
     split_by_verdict,
 )
 from generators.align.objectives import anchor_loss, dpo_loss, dro_loss, kto_loss, sft_loss
-from generators.align.reward import Reward, StabilityReward, as_reward
+from generators.align.reward import Reward, as_reward
 from generators.models import Denoiser
 from generators.pfgmpp import sample_training_sigma
 from simkit.io import atomic_directory, atomic_write, write_json
@@ -321,7 +322,6 @@ class SimFeedbackTrainer:
         *,
         device: str | torch.device | None = None,
     ) -> None:
-        from simkit.physics import StabilityConfig
 
         if not isinstance(config, AlignConfig):
             raise TypeError(f"config must be an AlignConfig, got {type(config).__name__}")
@@ -335,11 +335,7 @@ class SimFeedbackTrainer:
                 raise ValueError(f"replay needs procedural families; {other} are not")
         self.config = config
         self.reward = as_reward(
-            reward
-            if reward is not None
-            else StabilityReward(
-                StabilityConfig(seed=config.seed), workers=config.workers, backend=config.backend
-            )
+            reward, seed=config.seed, workers=config.workers, backend=config.backend
         )
         self.base = pipeline
         self.device = torch.device(device) if device is not None else pipeline.unet.device
@@ -491,15 +487,11 @@ class SimFeedbackTrainer:
         """The procedural objects that pass the reward (``config.replay``), judged once a
         run: (n, R, R, R) occupancy and labels in the pipeline's label space."""
         if self._replay is None:
-            from simkit.geometry import VoxelGrid
-
             c = self.config
             families = list(c.conditions or self.base.families)
             res = int(self.base.unet.config.resolution)
             occ, names = procedural_objects(c.replay, res, c.replay_seed, families)
-            grids = VoxelGrid(occ, (0.0, 0.0, 0.0), 1 / res)
-            verdicts = self.reward.judge([grids[i].to_mesh()[0] for i in range(len(names))])
-            keep = [i for i, v in enumerate(verdicts) if v.passed]
+            keep = passing(occ, self.reward)
             labels = torch.tensor(
                 [self.base.families.index(names[i]) for i in keep], dtype=torch.long
             )
