@@ -127,6 +127,11 @@ class AlignConfig:
             procedural families.
         replay_seed: the seed of that set (keep it apart from evaluation's references,
             777 and 778).
+        balance_conditions: draw each step's items condition-uniformly (each family
+            equally often, whatever its share of the round's data) instead of
+            item-uniformly. The pool of passing samples follows the pass rates, so
+            without it the families that already pass most (mugs) take most of the
+            steps and those that fail most (chairs, stools) the fewest.
         seed: seeds the collection (round r draws from seed + r * 1,000,003) and each
             step's batch and noise.
         workers, backend: where the default stability reward simulates.
@@ -162,6 +167,7 @@ class AlignConfig:
     fragments: str = "drop"
     replay: int = 0
     replay_seed: int = 0
+    balance_conditions: bool = False
     seed: int = 0
     workers: int | None = None
     backend: str = "process"
@@ -215,6 +221,8 @@ class AlignConfig:
                 f"replay adds passing data only, which objective 'sft' trains on; "
                 f"got objective {self.objective!r}"
             )
+        if not isinstance(self.balance_conditions, bool):
+            raise ValueError(f"balance_conditions must be a bool, got {self.balance_conditions!r}")
         if self.save_dtype not in ("float32", "float16"):
             raise ValueError(f"save_dtype must be 'float32' or 'float16', got {self.save_dtype!r}")
         if self.fragments not in FRAGMENTS:
@@ -253,6 +261,15 @@ class AlignResult:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     history: list[tuple[int, float]] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def condition_weights(labels: Tensor) -> Tensor:
+    """Per-item drawing weights under which every condition present is drawn equally
+    often: 1 / (its condition's item count), as float64. ``labels``: (n,) int."""
+    if labels.ndim != 1 or labels.numel() == 0:
+        raise ValueError(f"labels must be a non-empty 1-D tensor, got shape {tuple(labels.shape)}")
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse].double()
 
 
 def _lora_targets(model: nn.Module) -> list[str]:
@@ -402,6 +419,7 @@ class SimFeedbackTrainer:
             return None
         state = torch.load(path, map_location="cpu", weights_only=True)
         saved = {k: v for k, v in state["settings"].items() if k != "rounds"}  # older runs'
+        saved.setdefault("balance_conditions", False)  # runs from before the setting
         if saved != self.config.settings() or state["reward"] != self.reward.name:
             raise ValueError(
                 f"{self.out} holds a run with other settings ({state['settings']}, reward "
@@ -517,12 +535,16 @@ class SimFeedbackTrainer:
         x0_all: Tensor,
         labels: Tensor,
         g: torch.Generator,
+        weights: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
         c = self.config
         policy = Denoiser(self.model, self.sigma_data)
         reference = Denoiser(self.reference, self.sigma_data)
         n = data[0].shape[0]
-        pick = torch.randint(n, (c.batch_size,), generator=g)
+        if weights is None:
+            pick = torch.randint(n, (c.batch_size,), generator=g)
+        else:
+            pick = torch.multinomial(weights, c.batch_size, replacement=True, generator=g)
         rows = data[0][pick]  # DPO's winners (its losers share their condition), or singles
         # The generator's training law of sigma; the objective draws the noise after it.
         # (With the defaults this consumes g exactly as the objectives' own draw did.)
@@ -605,6 +627,11 @@ class SimFeedbackTrainer:
             x0_all = (2.0 * occupancy.float() - 1.0).unsqueeze(1).to(self.device)
             labels = labels.to(self.device)
             size = 0 if data is None else int(data[0].shape[0])
+            weights = (
+                condition_weights(labels[data[0]].cpu())
+                if c.balance_conditions and data is not None
+                else None
+            )
             recent: list[dict[str, float]] = []
             if data is None:
                 log.warning(
@@ -618,7 +645,7 @@ class SimFeedbackTrainer:
             )  # fmt: skip
             while step < c.steps_per_round:
                 g = torch.Generator().manual_seed((c.seed * 1_000_003 + round_) * 1_000_003 + step)
-                loss, metrics = self._step(data, x0_all, labels, g)
+                loss, metrics = self._step(data, x0_all, labels, g, weights)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if c.grad_clip > 0:

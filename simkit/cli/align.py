@@ -80,6 +80,9 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
 @click.option("--replay", type=click.IntRange(min=0), default=0, show_default=True,
               help="SFT only: judge this many procedural training objects per family once; "
               "those that stand join every round's training pool.")  # fmt: skip
+@click.option("--balance-conditions", is_flag=True,
+              help="Draw training items family-uniformly, not in proportion to how many "
+              "of each family passed.")  # fmt: skip
 @click.option(
     "--save-dtype",
     type=click.Choice(["float32", "float16"]),
@@ -114,6 +117,7 @@ def align(
     anchor: float,
     anchor_p_mean: float | None,
     replay: int,
+    balance_conditions: bool,
     save_dtype: str,
     workers: int | None,
     backend: str,
@@ -152,6 +156,7 @@ def align(
             anchor=anchor,
             anchor_p_mean=anchor_p_mean,
             replay=replay,
+            balance_conditions=balance_conditions,
             save_dtype=save_dtype,
             seed=seed,
             workers=workers,

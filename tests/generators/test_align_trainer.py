@@ -304,7 +304,8 @@ def test_a_round_without_both_outcomes_trains_nothing(tmp_path):
      ("grad_clip", float("nan")), ("seed", -1), ("fragments", "keep"),
      ("save_dtype", "bfloat16"), ("p_std", 0.0), ("sigma_uniform", 1.5),
      ("thin_weight", -1.0), ("class_dropout", -0.1), ("anchor", -1.0),
-     ("anchor_p_mean", float("nan")), ("replay", -1), ("replay_seed", -1)],
+     ("anchor_p_mean", float("nan")), ("replay", -1), ("replay_seed", -1),
+     ("balance_conditions", 1)],
 )  # fmt: skip
 def test_config_validation_names_the_field(field, value, tmp_path):
     with pytest.raises(ValueError, match=field):
@@ -356,9 +357,9 @@ def test_replay_adds_the_procedural_objects_that_pass_to_the_sft_pool(tmp_path, 
 
     seen = {}
 
-    def spy(self, data, x0_all, labels, g):
+    def spy(self, data, x0_all, labels, g, weights=None):
         seen.update(data=data, x0=x0_all, labels=labels)
-        return original(self, data, x0_all, labels, g)
+        return original(self, data, x0_all, labels, g, weights)
 
     original = SimFeedbackTrainer._step
     monkeypatch.setattr(SimFeedbackTrainer, "_step", spy)
@@ -378,6 +379,61 @@ def test_replay_adds_the_procedural_objects_that_pass_to_the_sft_pool(tmp_path, 
         _config(tmp_path, objective="dro", replay=5)
     with pytest.raises(ValueError, match="procedural families"):
         SimFeedbackTrainer(_oracle_pipe(), replace(cfg, out=tmp_path / "other"))  # "mixed"
+
+
+def test_condition_weights_draw_every_condition_equally_often():
+    from generators.align.trainer import condition_weights
+
+    labels = torch.tensor([0] * 90 + [4] * 10 + [2])  # 90 : 10 : 1 items
+    w = condition_weights(labels)
+    assert torch.allclose(w[[0, 90, 100]], torch.tensor([1 / 90, 1 / 10, 1.0], dtype=w.dtype))
+    n = 30_000
+    g = torch.Generator().manual_seed(0)
+    drawn = labels[torch.multinomial(w, n, replacement=True, generator=g)]
+    share = torch.bincount(drawn, minlength=5)[[0, 4, 2]] / n
+    # Each share is binomial(n, 1/3): standard deviation 0.0027; 5 of them is 0.014.
+    assert torch.allclose(share.double(), torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.014)
+    with pytest.raises(ValueError, match="labels"):
+        condition_weights(torch.zeros(0, dtype=torch.long))
+
+
+def test_balance_conditions_gives_each_family_the_same_share_of_the_steps(tmp_path, monkeypatch):
+    # "stands" makes only standing blocks, "mixed" half blocks, half overhangs: the pool
+    # of passing samples holds about twice as many of the first.
+    unet = WeightedMixtureOracleUNet(resolution=R, num_classes=2, atoms_per_class=2, D=128.0)
+    unet.atoms[0, 0], unet.atoms[0, 1] = BLOCK, BLOCK
+    unet.atoms[1, 0], unet.atoms[1, 1] = BLOCK, OVERHANG
+    pipe = ShapePipeline(
+        unet=unet, scheduler=PFGMPPScheduler(D=128.0), families=["stands", "mixed"]
+    )
+    pipe.set_progress_bar_config(disable=True)
+    seen = []
+
+    def spy(self, data, x0_all, labels, g, weights=None):
+        seen.append((data[0], labels, weights))
+        return original(self, data, x0_all, labels, g, weights)
+
+    original = SimFeedbackTrainer._step
+    monkeypatch.setattr(SimFeedbackTrainer, "_step", spy)
+    cfg = _config(tmp_path, objective="sft", steps_per_round=2)
+    SimFeedbackTrainer(pipe, cfg).run(progress=False)
+    assert seen[-1][2] is None  # off by default: items drawn uniformly
+    balanced = replace(cfg, out=tmp_path / "balanced", balance_conditions=True)
+    SimFeedbackTrainer(pipe, balanced).run(progress=False)
+    rows, labels, weights = seen[-1]
+    family = labels[rows].cpu()
+    counts = torch.bincount(family, minlength=2)
+    assert counts[0] > counts[1] > 0  # the pool is uneven ...
+    per_family = torch.zeros(2, dtype=weights.dtype).index_add_(0, family, weights)
+    assert torch.allclose(per_family, per_family[:1].expand(2))  # ... the draws are not
+    # A run saved before the setting existed resumes as unbalanced, and only as that.
+    state_path = tmp_path / "run" / "train_state.pt"
+    state = torch.load(state_path, weights_only=True)
+    del state["settings"]["balance_conditions"]
+    torch.save(state, state_path)
+    SimFeedbackTrainer(pipe, cfg).run(progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        SimFeedbackTrainer(pipe, replace(cfg, balance_conditions=True)).run(progress=False)
 
 
 def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
