@@ -20,6 +20,7 @@ import torch
 from simkit.io import write_json
 
 __all__ = [
+    "BASE_CHECKPOINT",
     "DEFAULT_CHECKPOINT",
     "GenerateConfig",
     "GenerateResult",
@@ -31,8 +32,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The checkpoint ``generate`` uses when none is named (shipped under assets/checkpoints).
-DEFAULT_CHECKPOINT = "shapes-base"
+#: The checkpoint ``generate`` uses when none is named (shipped under assets/checkpoints):
+#: the base generator fine-tuned on PyBullet's verdicts (DSO; its README has the recipe).
+DEFAULT_CHECKPOINT = "shapes-dso"
+#: The generator trained on procedural objects alone, which fine-tuning starts from.
+BASE_CHECKPOINT = "shapes-base"
 _ASSETS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
 
 _STANDS_RGB = (0.36, 0.55, 0.80)  # blue: stands
@@ -109,8 +113,8 @@ class GenerateConfig:
         steps: solver steps.
         solver: None keeps the checkpoint's, else "euler", "heun" or "dpmpp_2m".
         D: "checkpoint" keeps the trained D; a number or None overrides it.
-        guidance_scale: classifier-free guidance weight (1: none). Default 2: on the
-            shipped checkpoint it lowers 1-NNA from 76 % to 72 % and raises validity
+        guidance_scale: classifier-free guidance weight (1: none). Default 2: on
+            an earlier shapes-base it lowered 1-NNA from 76 % to 72 % and raised validity
             from 19 % to 29 % (BENCHMARKS.md), at twice the network calls.
         seed: seed of the prior draw; the same seed gives the same objects.
         stability: simulate each object (PyBullet) and report its verdict.

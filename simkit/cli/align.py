@@ -30,7 +30,8 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
 
 
 @click.command()
-@click.option("--checkpoint", default=None, help="Pipeline to start from [default: shapes-base].")
+@click.option("--checkpoint", default="shapes-base", show_default=True,
+              help="Pipeline to start from.")  # fmt: skip
 @click.option(
     "--objective",
     type=click.Choice(["dpo", "dro", "kto", "sft"]),
@@ -186,7 +187,8 @@ def align(
 
 
 @click.command()
-@click.option("--checkpoint", default=None, help="Pipeline to evaluate [default: shapes-base].")
+@click.option("--checkpoint", default=None,
+              help="Pipeline to evaluate [default: shapes-dso, what generate uses].")  # fmt: skip
 @click.option("--baseline", default=None,
               help="Pipeline to compare with on the same seeds (paired test).")  # fmt: skip
 @click.option("--n", "n", type=click.IntRange(min=1), default=512, show_default=True)

@@ -47,7 +47,13 @@ def _parse_D(value: str | None) -> float | None | str:
 @click.option(
     "--checkpoint",
     default=None,
-    help="Pipeline folder or shipped checkpoint name [default: shapes-base].",
+    help="Pipeline folder or shipped checkpoint name [default: shapes-dso, the generator "
+    "fine-tuned on PyBullet's verdicts].",
+)
+@click.option(
+    "--base",
+    is_flag=True,
+    help="Use the base generator, shapes-base, before its stability fine-tune.",
 )
 @click.option(
     "--family",
@@ -92,6 +98,7 @@ def generate(
     n: int,
     out: str,
     checkpoint: str | None,
+    base: bool,
     family: str | None,
     steps: int,
     solver: str | None,
@@ -104,9 +111,13 @@ def generate(
     as_json: bool,
 ) -> None:
     """Generate 3D objects: meshes (.glb, .obj), a PNG grid and stability verdicts."""
-    from generators.generate import GenerateConfig
+    from generators.generate import BASE_CHECKPOINT, GenerateConfig
     from generators.generate import generate as run
 
+    if base and checkpoint is not None:
+        raise click.UsageError("--base and --checkpoint name two checkpoints; give one")
+    if base:
+        checkpoint = BASE_CHECKPOINT
     config = fail_on_value_error(
         lambda: GenerateConfig(
             out=out,
