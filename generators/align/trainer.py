@@ -119,7 +119,7 @@ class AlignConfig:
             is one solid" and fragmenting cannot be a way to pass.
         replay: with ``objective="sft"``, how many procedural training objects per
             family (``simkit.shapes.dataset`` at seed ``replay_seed``: with 0, the
-            shipped generator's own training set) to judge by the reward once per run;
+            training set of shapes-base) to judge by the reward once per run;
             those that pass join every round's pool beside the round's passing samples.
             Prior preservation (as in DreamBooth) aimed by the reward: the fine-tune is
             pulled towards the data that passes, not only towards the model's own
