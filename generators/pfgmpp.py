@@ -352,6 +352,11 @@ def loss_weight(sigma: float | torch.Tensor, sigma_data: float = 0.5) -> torch.T
     return (s**2 + sigma_data**2) / (s * sigma_data) ** 2
 
 
+def _normal_cdf(x: float) -> float:
+    """Φ(x), the standard normal's CDF."""
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
 def sample_training_sigma(
     n: int,
     *,
@@ -359,12 +364,14 @@ def sample_training_sigma(
     p_std: float = 1.2,
     uniform: float = 0.0,
     sigma_range: tuple[float, float] = (0.002, 80.0),
+    bounds: tuple[float | None, float | None] = (None, None),
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Draw n training noise levels: ln σ ~ N(p_mean, p_std²) (EDM; unchanged by PFGM++),
-    a ``uniform`` share of them log-uniform on ``sigma_range`` instead.
+    a ``uniform`` share of them log-uniform on ``sigma_range`` instead; with ``bounds``,
+    that law conditioned on low <= σ < high.
 
     EDM's log-normal puts about 1 % of its draws above σ = 5 while sampling starts at
     σ_max = 80; the log-uniform share trains the levels where a sample's structure is
@@ -376,6 +383,10 @@ def sample_training_sigma(
         p_mean, p_std: the log-normal's parameters.
         uniform: the log-uniform share, in [0, 1].
         sigma_range: (σ_min, σ_max) of the log-uniform share (the sampling range).
+        bounds: (low, high), either None for no bound: each part of the law is
+            truncated to [low, high) by drawing its quantile between the bounds' (so
+            nothing is redrawn and the number of random draws does not change). A
+            fine-tune can so train one range of noise levels and anchor another.
 
     Returns:
         (n,) tensor of sigmas.
@@ -389,14 +400,43 @@ def sample_training_sigma(
     lo, hi = sigma_range
     if not 0 < lo < hi:
         raise ValueError(f"sigma_range must be 0 < sigma_min < sigma_max, got {sigma_range!r}")
+    low, high = bounds
+    for name, b in (("low", low), ("high", high)):
+        if b is not None and not 0 < b < math.inf:
+            raise ValueError(f"bounds: {name} must be a positive number or None, got {b!r}")
+    if low is not None and high is not None and not low < high:
+        raise ValueError(f"bounds must have low < high, got {bounds!r}")
+    a, b = max(lo, low or lo), min(hi, high or hi)  # the log-uniform share's range
+    if uniform > 0 and not a < b:
+        raise ValueError(f"bounds {bounds!r} leave nothing of sigma_range {sigma_range!r}")
     rng = _rng_device(generator, device)
     dtype = dtype or torch.get_default_dtype()
-    sigma = torch.exp(p_mean + p_std * torch.randn(n, generator=generator, device=rng, dtype=dtype))
+    if low is None and high is None:
+        z = torch.randn(n, generator=generator, device=rng, dtype=dtype)
+        sigma = torch.exp(p_mean + p_std * z)
+    else:  # the normal's quantile, drawn between the bounds' (float64 for the tails)
+        q_lo, q_hi = (
+            _normal_cdf((math.log(v) - p_mean) / p_std) if v is not None else default
+            for v, default in ((low, 0.0), (high, 1.0))
+        )
+        if not q_hi - q_lo > 1e-12:
+            raise ValueError(f"bounds {bounds!r} hold no mass of ln σ ~ N({p_mean}, {p_std}²)")
+        u = torch.rand(n, generator=generator, device=rng, dtype=torch.float64)
+        z = torch.special.ndtri((q_lo + (q_hi - q_lo) * u).clamp(1e-300, 1 - 1e-16))
+        sigma = torch.exp(p_mean + p_std * z).to(dtype)
     if uniform > 0:
         pick = torch.rand(n, generator=generator, device=rng) < uniform
         u = torch.rand(n, generator=generator, device=rng)
-        flat = torch.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * u)
+        flat = torch.exp(math.log(a) + (math.log(b) - math.log(a)) * u)
         sigma = torch.where(pick, flat.to(dtype), sigma)
+    # float rounding at the bounds' edges: low <= σ < high exactly
+    if low is not None:
+        sigma = sigma.clamp(min=low)
+    if high is not None:
+        below = torch.tensor(high, dtype=sigma.dtype).nextafter(
+            torch.tensor(0.0, dtype=sigma.dtype)
+        )
+        sigma = torch.minimum(sigma, below.to(sigma.device))
     return sigma.to(device if device is not None else rng)
 
 

@@ -111,6 +111,13 @@ class AlignConfig:
             a number, at its own draws ln sigma ~ N(anchor_p_mean, p_std^2) (with
             -1.2, EDM's law, the low levels where surface detail is decided, while the
             objective's law is moved up to the levels where shape is decided).
+        sigma_split: None, or a noise level s: the objective trains only at sigma >= s
+            and the anchor (when ``anchor`` > 0) only below s, both their laws
+            conditioned on that side (:func:`generators.pfgmpp.sample_training_sigma`'s
+            ``bounds``). The sampler decides whether an object stands at the high levels
+            and its surface (where fine-tunes leave specks) at the low ones
+            (``scripts/bench/dso_specks.py``): with a split the fine-tune changes the
+            first and is held to the reference on the second.
         fragments: what a sample that did not come out as one solid is for training:
             "drop" (default) leaves it out; "piece" keeps its largest piece (what the
             reward judged and ``simkit generate`` returns) with that piece's verdict,
@@ -164,6 +171,7 @@ class AlignConfig:
     class_dropout: float = 0.0
     anchor: float = 0.0
     anchor_p_mean: float | None = None
+    sigma_split: float | None = None
     fragments: str = "drop"
     replay: int = 0
     replay_seed: int = 0
@@ -202,6 +210,12 @@ class AlignConfig:
                 continue
             if not (isinstance(value, (int, float)) and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.sigma_split is not None and not (
+            isinstance(self.sigma_split, (int, float)) and 0 < self.sigma_split < math.inf
+        ):
+            raise ValueError(
+                f"sigma_split must be a positive number or None, got {self.sigma_split!r}"
+            )
         if not (isinstance(self.p_std, (int, float)) and 0 < self.p_std < math.inf):
             raise ValueError(f"p_std must be positive, got {self.p_std!r}")
         for name in ("sigma_uniform", "class_dropout"):
@@ -419,7 +433,8 @@ class SimFeedbackTrainer:
             return None
         state = torch.load(path, map_location="cpu", weights_only=True)
         saved = {k: v for k, v in state["settings"].items() if k != "rounds"}  # older runs'
-        saved.setdefault("balance_conditions", False)  # runs from before the setting
+        saved.setdefault("balance_conditions", False)  # runs from before the settings
+        saved.setdefault("sigma_split", None)
         if saved != self.config.settings() or state["reward"] != self.reward.name:
             raise ValueError(
                 f"{self.out} holds a run with other settings ({state['settings']}, reward "
@@ -550,7 +565,7 @@ class SimFeedbackTrainer:
         # (With the defaults this consumes g exactly as the objectives' own draw did.)
         sigma = sample_training_sigma(
             c.batch_size, p_mean=c.p_mean, p_std=c.p_std, uniform=c.sigma_uniform,
-            sigma_range=self.sigma_range, generator=g,
+            sigma_range=self.sigma_range, bounds=(c.sigma_split, None), generator=g,
         ).to(self.device)  # fmt: skip
         y = labels[rows]
         if c.class_dropout > 0:
@@ -577,10 +592,11 @@ class SimFeedbackTrainer:
         # On the batch's samples (DPO: its winners), at the objective's noise levels or
         # its own, with noise drawn after the objective's (whose draws stay as without).
         kw.pop("thin_weight")
-        if c.anchor_p_mean is not None:
+        if c.anchor_p_mean is not None or c.sigma_split is not None:
             kw["sigma"] = sample_training_sigma(
-                c.batch_size, p_mean=c.anchor_p_mean, p_std=c.p_std, generator=g
-            ).to(self.device)
+                c.batch_size, p_mean=c.p_mean if c.anchor_p_mean is None else c.anchor_p_mean,
+                p_std=c.p_std, bounds=(None, c.sigma_split), generator=g,
+            ).to(self.device)  # fmt: skip
         tie = anchor_loss(policy, reference, x0, **kw)
         return out.loss + c.anchor * tie.loss, {**out.metrics, **tie.metrics}
 

@@ -78,6 +78,9 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
 @click.option("--anchor-p-mean", type=float, default=None,
               help="The anchor's own noise levels, ln sigma ~ N(this, p_std^2) [default: "
               "the objective's].")  # fmt: skip
+@click.option("--sigma-split", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Train the objective only at noise levels >= this and the anchor only "
+              "below it [default: no split].")  # fmt: skip
 @click.option("--replay", type=click.IntRange(min=0), default=0, show_default=True,
               help="SFT only: judge this many procedural training objects per family once; "
               "those that stand join every round's training pool.")  # fmt: skip
@@ -117,6 +120,7 @@ def align(
     class_dropout: float,
     anchor: float,
     anchor_p_mean: float | None,
+    sigma_split: float | None,
     replay: int,
     balance_conditions: bool,
     save_dtype: str,
@@ -156,6 +160,7 @@ def align(
             class_dropout=class_dropout,
             anchor=anchor,
             anchor_p_mean=anchor_p_mean,
+            sigma_split=sigma_split,
             replay=replay,
             balance_conditions=balance_conditions,
             save_dtype=save_dtype,

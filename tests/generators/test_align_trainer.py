@@ -171,6 +171,48 @@ def test_the_anchor_looks_at_the_objectives_noise_levels_or_its_own(tmp_path, mo
     assert torch.equal(seen["anchor_sigma"], want)
 
 
+def test_a_split_trains_the_objective_above_it_and_anchors_below(tmp_path, monkeypatch):
+    import generators.align.trainer as trainer_module
+    from generators.align.objectives import anchor_loss, sft_loss
+    from generators.pfgmpp import sample_training_sigma
+
+    x0_all = torch.stack([BLOCK, OVERHANG] * 4)
+    labels = torch.zeros(8, dtype=torch.long)
+    data = (torch.arange(8), torch.tensor([True, False] * 4))
+    seen: dict = {}
+
+    def objective(policy, x0, stands, **kw):
+        out = sft_loss(policy, x0, stands, **kw)
+        seen["objective_sigma"], seen["state"] = kw["sigma"], kw["generator"].get_state()
+        return out
+
+    def anchor(policy, reference, x0, **kw):
+        seen["anchor_sigma"] = kw["sigma"]
+        return anchor_loss(policy, reference, x0, **kw)
+
+    monkeypatch.setattr(trainer_module, "sft_loss", objective)
+    monkeypatch.setattr(trainer_module, "anchor_loss", anchor)
+    cfg = _config(tmp_path, objective="sft", anchor=1.0, sigma_uniform=0.5, sigma_split=0.5)
+    SimFeedbackTrainer(_oracle_pipe(), cfg)._step(
+        data, x0_all, labels, torch.Generator().manual_seed(6)
+    )
+    g = torch.Generator().manual_seed(6)
+    torch.randint(8, (8,), generator=g)
+    above = sample_training_sigma(
+        8,
+        p_mean=-1.2,
+        p_std=1.2,
+        uniform=0.5,
+        sigma_range=(0.002, 80.0),
+        bounds=(0.5, None),
+        generator=g,
+    )
+    assert torch.equal(seen["objective_sigma"], above)  # fmt: skip
+    g.set_state(seen["state"])  # the anchor draws right after the objective, below the split
+    below = sample_training_sigma(8, p_mean=-1.2, p_std=1.2, bounds=(None, 0.5), generator=g)
+    assert torch.equal(seen["anchor_sigma"], below)
+
+
 def test_a_step_draws_the_configured_noise_law_and_defaults_draw_as_before(tmp_path, monkeypatch):
     import generators.align.trainer as trainer_module
     from generators.align.objectives import sft_loss
@@ -305,7 +347,7 @@ def test_a_round_without_both_outcomes_trains_nothing(tmp_path):
      ("save_dtype", "bfloat16"), ("p_std", 0.0), ("sigma_uniform", 1.5),
      ("thin_weight", -1.0), ("class_dropout", -0.1), ("anchor", -1.0),
      ("anchor_p_mean", float("nan")), ("replay", -1), ("replay_seed", -1),
-     ("balance_conditions", 1)],
+     ("balance_conditions", 1), ("sigma_split", 0.0), ("sigma_split", float("inf"))],
 )  # fmt: skip
 def test_config_validation_names_the_field(field, value, tmp_path):
     with pytest.raises(ValueError, match=field):
@@ -426,14 +468,16 @@ def test_balance_conditions_gives_each_family_the_same_share_of_the_steps(tmp_pa
     assert counts[0] > counts[1] > 0  # the pool is uneven ...
     per_family = torch.zeros(2, dtype=weights.dtype).index_add_(0, family, weights)
     assert torch.allclose(per_family, per_family[:1].expand(2))  # ... the draws are not
-    # A run saved before the setting existed resumes as unbalanced, and only as that.
+    # A run saved before the settings existed resumes as unbalanced and unsplit, and only
+    # as that.
     state_path = tmp_path / "run" / "train_state.pt"
     state = torch.load(state_path, weights_only=True)
-    del state["settings"]["balance_conditions"]
+    del state["settings"]["balance_conditions"], state["settings"]["sigma_split"]
     torch.save(state, state_path)
     SimFeedbackTrainer(pipe, cfg).run(progress=False)
-    with pytest.raises(ValueError, match="other settings"):
-        SimFeedbackTrainer(pipe, replace(cfg, balance_conditions=True)).run(progress=False)
+    for changed in (dict(balance_conditions=True), dict(sigma_split=0.5)):
+        with pytest.raises(ValueError, match="other settings"):
+            SimFeedbackTrainer(pipe, replace(cfg, **changed)).run(progress=False)
 
 
 def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
@@ -446,10 +490,13 @@ def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
     runner = CliRunner()
     args = ["align", "--out", str(tmp_path / "run"), "--samples-per-condition", "2",
             "--sample-steps", "4", "--steps", "2", "--batch-size", "2", "--backend", "serial",
-            "--objective", "kto", "--fragments", "piece", "--json"]  # fmt: skip
+            "--objective", "kto", "--fragments", "piece", "--sigma-split", "0.5",
+            "--json"]  # fmt: skip
     res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
+    settings = json.loads((tmp_path / "run" / "align.json").read_text())["settings"]
+    assert settings["sigma_split"] == 0.5 and settings["fragments"] == "piece"
     (round0,) = summary["rounds"]
     assert round0["samples"] == 18  # 2 per family, 9 families
     pipeline = summary["pipeline"]

@@ -174,6 +174,35 @@ def test_training_sigma_is_log_normal() -> None:
     assert stats.kstest(np.log(s.numpy()), stats.norm(-1.2, 1.2).cdf).pvalue > P_MIN
 
 
+@pytest.mark.parametrize("bounds", [(0.5, None), (None, 0.5), (0.05, 3.0), (20.0, None)])
+def test_bounded_training_sigma_is_the_truncated_law(bounds) -> None:
+    # Against scipy's truncated normal (ln σ) and the log-uniform share on the overlap.
+    low, high = bounds
+    g = torch.Generator().manual_seed(1)
+    s = sample_training_sigma(4000, bounds=bounds, generator=g, dtype=torch.float64).numpy()
+    assert s.min() >= (low or 0) and s.max() < (high or np.inf)
+    a = (np.log(low) + 1.2) / 1.2 if low else -np.inf
+    b = (np.log(high) + 1.2) / 1.2 if high else np.inf
+    law = stats.truncnorm(a, b, loc=-1.2, scale=1.2)
+    assert stats.kstest(np.log(s), law.cdf).pvalue > P_MIN
+    u = sample_training_sigma(4000, uniform=1.0, sigma_range=(0.002, 80.0), bounds=bounds,
+                              generator=g, dtype=torch.float64).numpy()  # fmt: skip
+    lo, hi = np.log(max(0.002, low or 0)), np.log(min(80.0, high or np.inf))
+    assert stats.kstest(np.log(u), stats.uniform(lo, hi - lo).cdf).pvalue > P_MIN
+    assert u.max() < (high or np.inf)
+
+
+def test_training_sigma_bounds_are_checked() -> None:
+    with pytest.raises(ValueError, match="low < high"):
+        sample_training_sigma(4, bounds=(1.0, 0.5))
+    with pytest.raises(ValueError, match="positive"):
+        sample_training_sigma(4, bounds=(-1.0, None))
+    with pytest.raises(ValueError, match="nothing of sigma_range"):
+        sample_training_sigma(4, uniform=0.5, sigma_range=(0.002, 80.0), bounds=(100.0, None))
+    with pytest.raises(ValueError, match="no mass"):
+        sample_training_sigma(4, p_mean=-1.2, p_std=0.01, bounds=(50.0, None))
+
+
 def _atoms() -> tuple[torch.Tensor, torch.Tensor]:
     atoms = torch.tensor([[1.0, 0.0], [-0.5, 0.8], [-0.5, -0.8]], dtype=torch.float64)
     return atoms, torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
