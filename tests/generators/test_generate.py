@@ -165,7 +165,7 @@ def test_generate_uses_the_aligned_checkpoint_unless_asked_for_the_base(tmp_path
 
 def test_the_shipped_aligned_checkpoint_stands_more_often_than_the_base(tmp_path):
     # Paired on the same 108 seeds (12 a family), apart from those its fine-tune drew
-    # (0, 1,000,003, ...) and those its BENCHMARKS figures come from (50,000,000, ...).
+    # (from 0) and those its BENCHMARKS figures come from (50,000,000, ...).
     # On evaluation's 288 seeds the aligned model stood alone on far more seeds than the
     # base did (see its README); here McNemar's exact test must find the same direction.
     from generators.align.evaluate import EvaluateConfig, evaluate_pipeline
