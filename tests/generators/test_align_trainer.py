@@ -136,10 +136,11 @@ def test_the_anchor_holds_the_fine_tune_near_the_reference(tmp_path):
     assert "mean_anchor" in result.rounds[0]
 
 
-def test_the_anchor_looks_at_the_objectives_noise_levels_or_its_own(tmp_path, monkeypatch):
+def _noise_levels_of_one_step(monkeypatch, cfg: AlignConfig, seed: int) -> dict:
+    """One SFT step of ``cfg`` on the oracle: the sigmas its objective and its anchor
+    drew, and the generator's state right after the objective."""
     import generators.align.trainer as trainer_module
     from generators.align.objectives import anchor_loss, sft_loss
-    from generators.pfgmpp import sample_training_sigma
 
     x0_all = torch.stack([BLOCK, OVERHANG] * 4)
     labels = torch.zeros(8, dtype=torch.long)
@@ -157,59 +158,45 @@ def test_the_anchor_looks_at_the_objectives_noise_levels_or_its_own(tmp_path, mo
 
     monkeypatch.setattr(trainer_module, "sft_loss", objective)
     monkeypatch.setattr(trainer_module, "anchor_loss", anchor)
+    trainer = SimFeedbackTrainer(_oracle_pipe(), cfg)
+    trainer._step(data, x0_all, labels, torch.Generator().manual_seed(seed))
+    return seen
+
+
+def _after(state: torch.Tensor) -> torch.Generator:
+    g = torch.Generator()
+    g.set_state(state)
+    return g
+
+
+def test_the_anchor_looks_at_the_objectives_noise_levels_or_its_own(tmp_path, monkeypatch):
+    from generators.pfgmpp import sample_training_sigma
+
     kw = dict(objective="sft", anchor=1.0, p_mean=0.4, p_std=1.1)
-    trainer = SimFeedbackTrainer(_oracle_pipe(), _config(tmp_path / "a", **kw))
-    trainer._step(data, x0_all, labels, torch.Generator().manual_seed(5))
+    seen = _noise_levels_of_one_step(monkeypatch, _config(tmp_path / "a", **kw), 5)
     assert torch.equal(seen["anchor_sigma"], seen["objective_sigma"])
     cfg = _config(tmp_path / "b", anchor_p_mean=-1.2, **kw)
-    SimFeedbackTrainer(_oracle_pipe(), cfg)._step(
-        data, x0_all, labels, torch.Generator().manual_seed(5)
-    )
-    g = torch.Generator()
-    g.set_state(seen["state"])  # the anchor draws right after the objective
-    want = sample_training_sigma(8, p_mean=-1.2, p_std=1.1, generator=g)
+    seen = _noise_levels_of_one_step(monkeypatch, cfg, 5)
+    # the anchor draws right after the objective
+    want = sample_training_sigma(8, p_mean=-1.2, p_std=1.1, generator=_after(seen["state"]))
     assert torch.equal(seen["anchor_sigma"], want)
 
 
 def test_a_split_trains_the_objective_above_it_and_anchors_below(tmp_path, monkeypatch):
-    import generators.align.trainer as trainer_module
-    from generators.align.objectives import anchor_loss, sft_loss
     from generators.pfgmpp import sample_training_sigma
 
-    x0_all = torch.stack([BLOCK, OVERHANG] * 4)
-    labels = torch.zeros(8, dtype=torch.long)
-    data = (torch.arange(8), torch.tensor([True, False] * 4))
-    seen: dict = {}
-
-    def objective(policy, x0, stands, **kw):
-        out = sft_loss(policy, x0, stands, **kw)
-        seen["objective_sigma"], seen["state"] = kw["sigma"], kw["generator"].get_state()
-        return out
-
-    def anchor(policy, reference, x0, **kw):
-        seen["anchor_sigma"] = kw["sigma"]
-        return anchor_loss(policy, reference, x0, **kw)
-
-    monkeypatch.setattr(trainer_module, "sft_loss", objective)
-    monkeypatch.setattr(trainer_module, "anchor_loss", anchor)
     cfg = _config(tmp_path, objective="sft", anchor=1.0, sigma_uniform=0.5, sigma_split=0.5)
-    SimFeedbackTrainer(_oracle_pipe(), cfg)._step(
-        data, x0_all, labels, torch.Generator().manual_seed(6)
-    )
+    seen = _noise_levels_of_one_step(monkeypatch, cfg, 6)
     g = torch.Generator().manual_seed(6)
     torch.randint(8, (8,), generator=g)
     above = sample_training_sigma(
-        8,
-        p_mean=-1.2,
-        p_std=1.2,
-        uniform=0.5,
-        sigma_range=(0.002, 80.0),
-        bounds=(0.5, None),
-        generator=g,
+        8, p_mean=-1.2, p_std=1.2, uniform=0.5, bounds=(0.5, None), generator=g
     )
-    assert torch.equal(seen["objective_sigma"], above)  # fmt: skip
-    g.set_state(seen["state"])  # the anchor draws right after the objective, below the split
-    below = sample_training_sigma(8, p_mean=-1.2, p_std=1.2, bounds=(None, 0.5), generator=g)
+    assert torch.equal(seen["objective_sigma"], above)
+    # the anchor draws right after the objective, below the split
+    below = sample_training_sigma(
+        8, p_mean=-1.2, p_std=1.2, bounds=(None, 0.5), generator=_after(seen["state"])
+    )
     assert torch.equal(seen["anchor_sigma"], below)
 
 
