@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from generators.align.collect import Collection, SampleRecord
 from generators.align.reward import Reward
+from simkit.io import write_json
 
 __all__ = [
     "FRAGMENTS",
@@ -19,6 +26,7 @@ __all__ = [
     "preference_pairs",
     "passing",
     "procedural_objects",
+    "reward_fingerprint",
     "split_by_verdict",
 ]
 
@@ -155,12 +163,48 @@ def procedural_objects(
     return occ[keep], [names[i] for i in keep]
 
 
-def passing(occupancy: Tensor, reward: Reward) -> list[int]:
+def reward_fingerprint(reward: Reward) -> dict[str, Any] | None:
+    """What a verdict of ``reward`` depends on, as JSON, for caching (None: unknown).
+
+    Only :class:`~generators.align.reward.StabilityReward` is fingerprinted: its verdict
+    is a function of the mesh and its :class:`~simkit.physics.StabilityConfig`. A user's
+    reward may depend on anything, so its verdicts are never cached.
+    """
+    from generators.align.reward import StabilityReward
+
+    if type(reward) is not StabilityReward:
+        return None
+    return {"reward": reward.name, "config": dataclasses.asdict(reward.config)}
+
+
+def passing(
+    occupancy: Tensor, reward: Reward, *, cache: str | os.PathLike[str] | None = None
+) -> list[int]:
     """Indices of the (n, R, R, R) grids (in the unit cube) whose surface mesh passes
-    ``reward``."""
+    ``reward``.
+
+    Args:
+        cache: a folder where the indices are kept, keyed by the grids' bytes and the
+            reward's settings (:func:`reward_fingerprint`), so that a second call with the
+            same grids and reward judges nothing. Verdicts with an error (a crashed or
+            timed-out simulation) are not cached. Ignored for rewards that cannot be
+            fingerprinted.
+    """
     from simkit.geometry import VoxelGrid
 
+    path = None
+    fingerprint = reward_fingerprint(reward) if cache is not None else None
+    if fingerprint is not None:
+        h = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode())
+        h.update(str(tuple(occupancy.shape)).encode())
+        h.update(occupancy.bool().cpu().contiguous().numpy().tobytes())
+        path = Path(cache) / f"passing-{h.hexdigest()[:24]}.json"
+        if path.exists():
+            return [int(i) for i in json.loads(path.read_text())["passed"]]
     res = occupancy.shape[-1]
     grids = VoxelGrid(occupancy, (0.0, 0.0, 0.0), 1 / res)
     verdicts = reward.judge([grids[i].to_mesh()[0] for i in range(occupancy.shape[0])])
-    return [i for i, v in enumerate(verdicts) if v.passed]
+    passed = [i for i, v in enumerate(verdicts) if v.passed]
+    if path is not None and not any(v.error is not None for v in verdicts):
+        write_json(path, {"n": len(verdicts), **fingerprint, "passed": passed})
+    return passed

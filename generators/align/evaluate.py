@@ -105,6 +105,10 @@ class EvaluateConfig:
         fidelity: compute MMD / COV / 1-NNA and diversity (needs simkit.shapes families).
         points: surface points per object for the Chamfer distances.
         reference_seed: seed of the held-out procedural reference set.
+        verdict_cache: a folder where the held-out references' verdicts are kept (keyed
+            by the objects and the reward's settings; ``generators.align.data.passing``),
+            so that evaluations sharing it judge the references once. None: judge every
+            time.
         workers, backend: where the default stability reward simulates.
     """
 
@@ -117,6 +121,7 @@ class EvaluateConfig:
     fidelity: bool = True
     points: int = 256
     reference_seed: int = 777
+    verdict_cache: str | os.PathLike[str] | None = None
     workers: int | None = None
     backend: str = "process"
 
@@ -352,7 +357,7 @@ def _fidelity(
 
     # The references that pass the reward, `per` a family where the larger set has them.
     pool_occ, pool_labels = references(_PASSING_POOL * per, config.reference_seed + 1)
-    passed = passing(pool_occ, reward)
+    passed = passing(pool_occ, reward, cache=config.verdict_cache)
     chosen = [
         i
         for f in families

@@ -134,6 +134,9 @@ class AlignConfig:
             procedural families.
         replay_seed: the seed of that set (keep it apart from evaluation's references,
             777 and 778).
+        verdict_cache: a folder where the replay set's verdicts are kept (keyed by the
+            objects and the reward's settings; ``generators.align.data.passing``), so that
+            runs sharing it judge the set once. None: judge it once a run.
         balance_conditions: draw each step's items condition-uniformly (each family
             equally often, whatever its share of the round's data) instead of
             item-uniformly. The pool of passing samples follows the pass rates, so
@@ -175,6 +178,7 @@ class AlignConfig:
     fragments: str = "drop"
     replay: int = 0
     replay_seed: int = 0
+    verdict_cache: str | os.PathLike[str] | None = None
     balance_conditions: bool = False
     seed: int = 0
     workers: int | None = None
@@ -250,9 +254,9 @@ class AlignConfig:
 
     def settings(self) -> dict[str, Any]:
         """What must match for a run to be resumed: all but out/workers/backend/save_dtype,
-        and rounds (a run may be extended by more rounds)."""
+        verdict_cache, and rounds (a run may be extended by more rounds)."""
         d = asdict(self)
-        for key in ("out", "workers", "backend", "save_dtype", "rounds"):
+        for key in ("out", "workers", "backend", "save_dtype", "verdict_cache", "rounds"):
             d.pop(key)
         d["conditions"] = list(d["conditions"]) if d["conditions"] else None
         return d
@@ -524,7 +528,7 @@ class SimFeedbackTrainer:
             families = list(c.conditions or self.base.families)
             res = int(self.base.unet.config.resolution)
             occ, names = procedural_objects(c.replay, res, c.replay_seed, families)
-            keep = passing(occ, self.reward)
+            keep = passing(occ, self.reward, cache=c.verdict_cache)
             labels = torch.tensor(
                 [self.base.families.index(names[i]) for i in keep], dtype=torch.long
             )

@@ -13,12 +13,17 @@ sampled on the *same* ``--n`` held-out seeds and reported side by side:
   the grid (a base plate), within-family diversity;
 * the CPU time of the fine-tuning round.
 
+``--extra NAME=CHECKPOINT`` adds rows for checkpoints that exist already (the shipped
+``shapes-dso``, say), evaluated on the same seeds. The references' verdicts are judged
+once and kept in ``OUT/verdict-cache`` (as SFT's replay set's).
+
 DSO's own table (TRELLIS on Objaverse images; ``papers/dso.md``) is printed beside ours.
 Everything is resumable: a rerun with the same ``--out`` reuses what is there.
 
     python scripts/bench/dso.py [--checkpoint shapes-base] [--n 504] [--workers 2]
         [--objectives sft,dpo,dro,kto] [--fragments drop|piece|fail] [--full]
         [--p-mean M] [--sigma-uniform S] [--thin-weight W] [--class-dropout P] [--anchor A]
+        [--sigma-split S] [--replay N] [--extra NAME=CHECKPOINT ...]
 
 *1-NNA st.* is 1-NNA against held-out references that stand themselves (what a perfectly
 aligned generator would match; ``generators.align.evaluate``).
@@ -72,6 +77,9 @@ def _align(args: argparse.Namespace, objective: str, shared: Path) -> tuple[Path
         thin_weight=args.thin_weight,
         class_dropout=args.class_dropout,
         anchor=args.anchor,
+        sigma_split=args.sigma_split,
+        replay=args.replay if objective == "sft" else 0,  # replay is passing data: SFT's
+        verdict_cache=Path(args.out) / "verdict-cache",
         seed=args.seed,
         workers=args.workers,
     )
@@ -100,6 +108,15 @@ def main() -> None:
     ap.add_argument("--thin-weight", type=float, default=0.0)
     ap.add_argument("--class-dropout", type=float, default=0.0)
     ap.add_argument("--anchor", type=float, default=0.0)
+    ap.add_argument("--sigma-split", type=float, default=None)
+    ap.add_argument("--replay", type=int, default=0, help="procedural objects a family (SFT)")
+    ap.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=CHECKPOINT",
+        help="also evaluate an existing checkpoint as row NAME (repeatable)",
+    )
     ap.add_argument(
         "--fragments",
         default="drop",
@@ -113,6 +130,14 @@ def main() -> None:
     ap.add_argument("--json", default="scripts/bench/results/dso.json")
     args = ap.parse_args()
     objectives = [o for o in args.objectives.split(",") if o]
+    extras = []
+    for item in args.extra:
+        name, sep, ckpt = item.partition("=")
+        if not sep or not name or not ckpt:
+            ap.error(f"--extra wants NAME=CHECKPOINT, got {item!r}")
+        if name == "base" or name in objectives:
+            ap.error(f"--extra name {name!r} is taken by another row")
+        extras.append((name, str(checkpoint_path(ckpt))))
 
     out = Path(args.out)
     shared = out / "collection"
@@ -129,35 +154,49 @@ def main() -> None:
     )
     collect_cpu = time.process_time() - t0
 
-    eval_cfg = EvaluateConfig(out=out / "eval" / "base", n=args.n, workers=args.workers)
+    def eval_config(name: str) -> EvaluateConfig:
+        return EvaluateConfig(
+            out=out / "eval" / name,
+            n=args.n,
+            workers=args.workers,
+            verdict_cache=out / "verdict-cache",
+        )
+
     base_pipe = load_pipeline(args.checkpoint)
-    base = evaluate_pipeline(base_pipe, eval_cfg)
+    base = evaluate_pipeline(base_pipe, eval_config("base"))
     rows = [{"model": "base", **base.overall, "train_cpu_s": None}]
-    for objective in objectives:
-        pipeline_dir, cpu, summary = _align(args, objective, shared)
-        folder = out / "eval" / objective
+
+    def compare(name: str, pipeline_dir: Path | str, extra: dict) -> None:
+        folder = out / "eval" / name
         if not (folder / "baseline").exists():  # the base's samples on the same seeds
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copytree(out / "eval" / "base" / "samples", folder / "baseline")
-        cfg = EvaluateConfig(out=folder, n=args.n, workers=args.workers)
-        report = evaluate_pipeline(load_pipeline(pipeline_dir), cfg, baseline=base_pipe)
+        report = evaluate_pipeline(
+            load_pipeline(pipeline_dir), eval_config(name), baseline=base_pipe
+        )
         rows.append(
             {
-                "model": objective,
+                "model": name,
                 **report.overall,
                 "mcnemar_p": report.paired["mcnemar_p"],
                 "only_this_passes": report.paired["only_this_passes"],
                 "only_base_passes": report.paired["only_baseline_passes"],
-                "train_cpu_s": cpu,
-                "training_items": summary["training_items"],
+                **extra,
             }
         )
+
+    for name, ckpt in extras:
+        compare(name, ckpt, {"checkpoint": ckpt, "train_cpu_s": None})
+    for objective in objectives:
+        pipeline_dir, cpu, summary = _align(args, objective, shared)
+        compare(objective, pipeline_dir, {"train_cpu_s": cpu, **summary})
 
     print(
         f"collection: {len(col.records)} samples, {col.fraction_passed():.1%} stand, "
         f"{collect_cpu:.0f} CPU s; evaluation: {args.n} held-out samples per model"
     )
-    head = f"{'model':<6}{'stand':>7}{'95% CI':>13}{'p vs base':>10}{'tilt':>6}{'valid':>7}"
+    width = max(6, *(len(r["model"]) + 1 for r in rows))
+    head = f"{'model':<{width}}{'stand':>7}{'95% CI':>13}{'p vs base':>10}{'tilt':>6}{'valid':>7}"
     head += f"{'1-NNA':>7}{'COV':>6}{'1-NNA st.':>10}{'volume':>8}{'base':>6}{'divers.':>9}"
     head += f"{'train CPU s':>12}"
     print(head)
@@ -166,7 +205,7 @@ def main() -> None:
         p = r.get("mcnemar_p")
         cpu = "" if r["train_cpu_s"] is None else f"{r['train_cpu_s']:.0f}"
         print(
-            f"{r['model']:<6}{r['pass_rate']:>7.1%}{f'{lo:.3f}-{hi:.3f}':>13}"
+            f"{r['model']:<{width}}{r['pass_rate']:>7.1%}{f'{lo:.3f}-{hi:.3f}':>13}"
             f"{'' if p is None else f'{p:.2g}':>10}{r['mean_tilt_deg']:>6.1f}{r['valid']:>7.1%}"
             f"{r['one_nna_cd']:>7.1%}{r['cov_cd']:>6.1%}{r['one_nna_cd_passing']:>10.1%}"
             f"{r['volume']:>8.3f}"
@@ -186,7 +225,13 @@ def main() -> None:
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "command": "python scripts/bench/dso.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "json"),
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in vars(args).items()
+            if k not in ("json", "extra", "full") and v is not None
+        )
+        + (" --full" if args.full else "")
+        + "".join(f" --extra {e}" for e in args.extra),
         "checkpoint": str(checkpoint_path(args.checkpoint)),
         "collection": {"samples": len(col.records), "pass_rate": col.fraction_passed()},
         "reference": ref,

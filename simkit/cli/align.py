@@ -84,6 +84,9 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
 @click.option("--replay", type=click.IntRange(min=0), default=0, show_default=True,
               help="SFT only: judge this many procedural training objects per family once; "
               "those that stand join every round's training pool.")  # fmt: skip
+@click.option("--verdict-cache", type=click.Path(file_okay=False), default=None,
+              help="Keep the replay set's verdicts here; runs that share the folder judge "
+              "it once.")  # fmt: skip
 @click.option("--balance-conditions", is_flag=True,
               help="Draw training items family-uniformly, not in proportion to how many "
               "of each family passed.")  # fmt: skip
@@ -122,6 +125,7 @@ def align(
     anchor_p_mean: float | None,
     sigma_split: float | None,
     replay: int,
+    verdict_cache: str | None,
     balance_conditions: bool,
     save_dtype: str,
     workers: int | None,
@@ -162,6 +166,7 @@ def align(
             anchor_p_mean=anchor_p_mean,
             sigma_split=sigma_split,
             replay=replay,
+            verdict_cache=verdict_cache,
             balance_conditions=balance_conditions,
             save_dtype=save_dtype,
             seed=seed,
@@ -205,6 +210,11 @@ def align(
 @click.option("--guidance", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Classifier-free guidance weight.")  # fmt: skip
 @click.option("--no-fidelity", is_flag=True, help="Skip MMD / COV / 1-NNA and diversity.")
+@click.option(
+    "--verdict-cache", type=click.Path(file_okay=False), default=None,
+    help="Keep the held-out references' verdicts here; evaluations that share the folder "
+    "judge them once (some minutes each on a CPU).",
+)  # fmt: skip
 @_backend_option
 @device_option
 @click.option("--seed", type=int, default=50_000_000, show_default=True,
@@ -218,6 +228,7 @@ def evaluate(
     out: str,
     guidance: float,
     no_fidelity: bool,
+    verdict_cache: str | None,
     workers: int | None,
     backend: str,
     device: str,
@@ -236,6 +247,7 @@ def evaluate(
             steps=steps,
             seed=seed,
             fidelity=not no_fidelity,
+            verdict_cache=verdict_cache,
             workers=workers,
             backend=backend,
         )  # fmt: skip

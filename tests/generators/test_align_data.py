@@ -247,3 +247,42 @@ def test_reward_validation():
         StabilityReward(config={"trials": 2})
     judged = CallableReward(lambda m: float("nan")).judge([None])
     assert judged[0].passed is None and "non-finite" in judged[0].error
+
+
+def test_passing_judges_once_with_a_cache_and_only_the_same_objects_and_settings(tmp_path):
+    from generators.align.data import passing
+    from generators.align.reward import Judgement, StabilityReward, as_reward
+    from simkit.physics import StabilityConfig
+
+    grids = torch.cat([BLOCK, OVERHANG, BLOCK]) > 0
+    reward = StabilityReward(StabilityConfig(seed=3), workers=1, backend="serial")
+    calls = []
+    judge = reward.judge
+
+    def spy(meshes):
+        calls.append(len(meshes))
+        return judge(meshes)
+
+    reward.judge = spy
+    cache = tmp_path / "cache"
+    assert passing(grids, reward, cache=cache) == [0, 2]  # the block stands, the overhang not
+    assert calls == [3] and len(list(cache.iterdir())) == 1
+    assert passing(grids, reward, cache=cache) == [0, 2] and calls == [3]  # from the cache
+    # Other objects, or other simulation settings, are judged afresh.
+    assert passing(grids[:2], reward, cache=cache) == [0] and calls == [3, 2]
+    other = StabilityReward(StabilityConfig(seed=3, tilt_threshold_deg=25.0), backend="serial")
+    other.judge = spy
+    assert passing(grids, other, cache=cache) == [0, 2] and calls == [3, 2, 3]
+    assert len(list(cache.iterdir())) == 3
+
+    # A judgement that errored is not cached (the next call judges again) ...
+    flaky = StabilityReward(StabilityConfig(seed=4), backend="serial")
+    flaky.judge = lambda meshes: [
+        Judgement(True, 1.0), Judgement.failed("timeout"), *judge(meshes[2:])
+    ]  # fmt: skip
+    assert passing(grids, flaky, cache=cache) == [0, 2]
+    assert len(list(cache.iterdir())) == 3
+    # ... and neither is a user's reward, whose verdicts may depend on anything.
+    tall = as_reward(lambda m: bool(m.vertices[:, 2].max() > 0.5))
+    assert passing(grids, tall, cache=cache) == [1]
+    assert len(list(cache.iterdir())) == 3

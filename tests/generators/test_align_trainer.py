@@ -410,6 +410,40 @@ def test_replay_adds_the_procedural_objects_that_pass_to_the_sft_pool(tmp_path, 
         SimFeedbackTrainer(_oracle_pipe(), replace(cfg, out=tmp_path / "other"))  # "mixed"
 
 
+def test_the_replay_sets_verdicts_are_judged_once_for_runs_sharing_a_cache(tmp_path, monkeypatch):
+    from generators.align.reward import StabilityReward
+
+    families = ["mug", "lamp"]
+    unet = WeightedMixtureOracleUNet(resolution=R, num_classes=2, atoms_per_class=2, D=128.0)
+    for k in range(2):
+        unet.atoms[k, 0], unet.atoms[k, 1] = BLOCK, OVERHANG
+    pipe = ShapePipeline(unet=unet, scheduler=PFGMPPScheduler(D=128.0), families=families)
+    pipe.set_progress_bar_config(disable=True)
+    judged = []
+    judge = StabilityReward.judge
+
+    def spy(self, meshes):
+        judged.append(len(meshes))
+        return judge(self, meshes)
+
+    monkeypatch.setattr(StabilityReward, "judge", spy)
+    cache = tmp_path / "cache"
+    cfg = _config(
+        tmp_path, objective="sft", replay=5, samples_per_condition=4, steps_per_round=2,
+        verdict_cache=cache,
+    )  # fmt: skip
+    first = SimFeedbackTrainer(pipe, cfg).run(progress=False).rounds[0]
+    assert judged == [8, 10]  # the round's 2 x 4 samples, then the 2 x 5 replay objects
+    assert len(list(cache.iterdir())) == 1
+    second = SimFeedbackTrainer(pipe, replace(cfg, out=tmp_path / "again")).run(progress=False)
+    assert judged == [8, 10, 8]  # the replay set came from the cache
+    assert second.rounds[0]["replay_items"] == first["replay_items"]
+    # The cache is where verdicts are kept, not a setting of the run: a run resumes
+    # with another cache, or none.
+    assert "verdict_cache" not in cfg.settings()
+    assert replace(cfg, verdict_cache=None).settings() == cfg.settings()
+
+
 def test_condition_weights_draw_every_condition_equally_often():
     from generators.align.trainer import condition_weights
 
@@ -492,10 +526,11 @@ def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
         main,
         ["evaluate", "--checkpoint", pipeline, "--baseline", "shapes-base", "--n", "9",
          "--steps", "4", "--no-fidelity", "--backend", "serial", "--out", str(tmp_path / "ev"),
-         "--json"],
+         "--verdict-cache", str(tmp_path / "refs"), "--json"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["overall"]["n"] == 9 and report["paired"]["pairs"] <= 9
+    assert report["settings"]["verdict_cache"] == str(tmp_path / "refs")
     bad = runner.invoke(main, ["align", "--out", str(tmp_path / "x"), "--checkpoint", "nope"])
     assert bad.exit_code != 0 and "nope" in bad.output
