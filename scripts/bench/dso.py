@@ -11,7 +11,10 @@ sampled on the *same* ``--n`` held-out seeds and reported side by side:
   (1-NNA, COV, MMD on Chamfer distance);
 * reward-hacking checks: mean volume, the fraction of the solid in the bottom eighth of
   the grid (a base plate), within-family diversity;
-* the CPU time of the fine-tuning round.
+* the CPU time of the fine-tuning round;
+* a picture, ``OUT/samples.png``: each model's first held-out sample of every family
+  (the same seed down a column), all its pieces, coloured by the verdict (blue stands,
+  orange falls, grey: not one solid).
 
 ``--extra NAME=CHECKPOINT`` adds rows for checkpoints that exist already (the shipped
 ``shapes-dso``, say), evaluated on the same seeds. The references' verdicts are judged
@@ -86,6 +89,39 @@ def _align(args: argparse.Namespace, objective: str, shared: Path) -> tuple[Path
     t0 = time.process_time()
     result = SimFeedbackTrainer(load_pipeline(args.checkpoint), config).run()
     return result.pipeline_dir, time.process_time() - t0, result.rounds[0]
+
+
+def _figure(out: Path, names: list[str], path: Path) -> None:
+    """Each model's first evaluated sample of every family, one row per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from generators.align.collect import load_collection
+    from generators.generate import _FALLS_RGB, _INVALID_RGB, _STANDS_RGB
+    from simkit.geometry import VoxelGrid
+    from simkit.viz import plot_meshes
+
+    meshes, titles, colors = [], [], []
+    families: list[str] = []
+    for name in names:
+        col = load_collection(out / "eval" / name / "samples")
+        occ = col.occupancy if col.raw is None else col.raw
+        families = families or list(dict.fromkeys(r.condition for r in col.records))
+        for fam in families:
+            i = next(i for i, r in enumerate(col.records) if r.condition == fam)
+            r = col.records[i]
+            res = occ.shape[-1]
+            meshes.append(VoxelGrid(occ[i : i + 1], (0.0, 0.0, 0.0), 1 / res)[0].to_mesh()[0])
+            verdict = "?" if r.passed is None else ("stands" if r.passed else "falls")
+            titles.append(f"{name}\n{fam}: {verdict}")
+            colors.append(
+                _INVALID_RGB if not r.valid else (_STANDS_RGB if r.passed else _FALLS_RGB)
+            )
+    fig = plot_meshes(meshes, path, titles=titles, colors=colors, ncols=len(families),
+                      panel_size=1.8)  # fmt: skip
+    plt.close(fig)
 
 
 def main() -> None:
@@ -238,6 +274,8 @@ def main() -> None:
         "rows": rows,
         "paper": [{"model": m, "stable": s, "rot_deg": rot} for m, s, rot in PAPER],
     }
+    _figure(out, [r["model"] for r in rows], out / "samples.png")
+    print(f"wrote {out / 'samples.png'}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2, default=float) + "\n")
     print(f"wrote {args.json}")
