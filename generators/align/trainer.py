@@ -124,14 +124,15 @@ class AlignConfig:
             two to three times the data from the same draws; "fail" counts it as a
             failure, trained on with all its pieces, so the reward becomes "passes and
             is one solid" and fragmenting cannot be a way to pass.
-        replay: with ``objective="sft"``, how many procedural training objects per
-            family (``simkit.shapes.dataset`` at seed ``replay_seed``: with 0, the
-            training set of shapes-base) to judge by the reward once per run;
-            those that pass join every round's pool beside the round's passing samples.
+        replay: how many procedural training objects per family
+            (``simkit.shapes.dataset`` at seed ``replay_seed``: with 0, the training set
+            of shapes-base) to judge by the reward once per run; those that pass join
+            every round's pool as passing singles beside the round's own samples.
             Prior preservation (as in DreamBooth) aimed by the reward: the fine-tune is
             pulled towards the data that passes, not only towards the model's own
             passing samples, whose flaws it would otherwise learn. 0: none. Needs
-            procedural families.
+            procedural families, and an objective that trains on singles (sft, kto,
+            dro; DPO's pairs have no place for a lone winner).
         replay_seed: the seed of that set (keep it apart from evaluation's references,
             777 and 778).
         verdict_cache: a folder where the replay set's verdicts are kept (keyed by the
@@ -234,10 +235,10 @@ class AlignConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-        if self.replay and self.objective != "sft":
+        if self.replay and self.objective == "dpo":
             raise ValueError(
-                f"replay adds passing data only, which objective 'sft' trains on; "
-                f"got objective {self.objective!r}"
+                "replay adds passing singles, and objective 'dpo' trains on pairs; "
+                "use sft, kto or dro"
             )
         if not isinstance(self.balance_conditions, bool):
             raise ValueError(f"balance_conditions must be a bool, got {self.balance_conditions!r}")

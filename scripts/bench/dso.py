@@ -81,7 +81,7 @@ def _align(args: argparse.Namespace, objective: str, shared: Path) -> tuple[Path
         class_dropout=args.class_dropout,
         anchor=args.anchor,
         sigma_split=args.sigma_split,
-        replay=args.replay if objective == "sft" else 0,  # replay is passing data: SFT's
+        replay=args.replay if objective == "sft" else 0,  # the shipped recipe: SFT only
         verdict_cache=Path(args.out) / "verdict-cache",
         seed=args.seed,
         workers=args.workers,

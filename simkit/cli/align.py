@@ -82,8 +82,8 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
               help="Train the objective only at noise levels >= this and the anchor only "
               "below it [default: no split].")  # fmt: skip
 @click.option("--replay", type=click.IntRange(min=0), default=0, show_default=True,
-              help="SFT only: judge this many procedural training objects per family once; "
-              "those that stand join every round's training pool.")  # fmt: skip
+              help="Judge this many procedural training objects per family once; those "
+              "that stand join every round's training pool (sft, kto, dro).")  # fmt: skip
 @click.option("--verdict-cache", type=click.Path(file_okay=False), default=None,
               help="Keep the replay set's verdicts here; runs that share the folder judge "
               "it once.")  # fmt: skip

@@ -355,7 +355,8 @@ def test_fragments_fail_trains_on_every_piece_and_needs_them_stored(tmp_path):
     assert torch.equal(trainer._occupancy(Collection([], piece, raw=raw)), piece)
 
 
-def test_replay_adds_the_procedural_objects_that_pass_to_the_sft_pool(tmp_path, monkeypatch):
+@pytest.mark.parametrize("objective", ["sft", "kto"])
+def test_replay_adds_the_procedural_objects_that_pass_to_the_pool(objective, tmp_path, monkeypatch):
     import trimesh
 
     from generators.align.data import procedural_objects
@@ -392,7 +393,7 @@ def test_replay_adds_the_procedural_objects_that_pass_to_the_sft_pool(tmp_path, 
 
     original = SimFeedbackTrainer._step
     monkeypatch.setattr(SimFeedbackTrainer, "_step", spy)
-    cfg = _config(tmp_path, objective="sft", replay=5, replay_seed=3, steps_per_round=2)
+    cfg = _config(tmp_path, objective=objective, replay=5, replay_seed=3, steps_per_round=2)
     result = SimFeedbackTrainer(pipe, cfg, reward=big).run(progress=False)
     (summary,) = result.rounds
     assert summary["replay_items"] == len(expect)
@@ -404,8 +405,8 @@ def test_replay_adds_the_procedural_objects_that_pass_to_the_sft_pool(tmp_path, 
     assert seen["data"][1].all()
     assert torch.equal(seen["x0"][rows, 0].cpu() > 0, occ[expect])
     assert seen["labels"][rows].tolist() == [families.index(names[i]) for i in expect]
-    with pytest.raises(ValueError, match="replay"):
-        _config(tmp_path, objective="dro", replay=5)
+    with pytest.raises(ValueError, match="replay adds passing singles"):
+        _config(tmp_path, objective="dpo", replay=5)
     with pytest.raises(ValueError, match="procedural families"):
         SimFeedbackTrainer(_oracle_pipe(), replace(cfg, out=tmp_path / "other"))  # "mixed"
 
