@@ -143,6 +143,13 @@ class AlignConfig:
             item-uniformly. The pool of passing samples follows the pass rates, so
             without it the families that already pass most (mugs) take most of the
             steps and those that fail most (chairs, stools) the fewest.
+        balance_labels: draw each step's items so that passing and failing ones come
+            equally often (kto, dro), whatever their counts in the pool. The round's own
+            singles are balanced already; replay adds passing ones only, and without this
+            they thin out the failing half, the half that pushes the model away from what
+            falls (KTO with replay 100 stood 81 %, chairs 32 %, against 87 % and 75 %
+            without replay). With ``balance_conditions`` too, an item's weight is the
+            product of the two.
         seed: seeds the collection (round r draws from seed + r * 1,000,003) and each
             step's batch and noise.
         workers, backend: where the default stability reward simulates.
@@ -181,6 +188,7 @@ class AlignConfig:
     replay_seed: int = 0
     verdict_cache: str | os.PathLike[str] | None = None
     balance_conditions: bool = False
+    balance_labels: bool = False
     seed: int = 0
     workers: int | None = None
     backend: str = "process"
@@ -240,8 +248,15 @@ class AlignConfig:
                 "replay adds passing singles, and objective 'dpo' trains on pairs; "
                 "use sft, kto or dro"
             )
-        if not isinstance(self.balance_conditions, bool):
-            raise ValueError(f"balance_conditions must be a bool, got {self.balance_conditions!r}")
+        for name in ("balance_conditions", "balance_labels"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be a bool, got {value!r}")
+        if self.balance_labels and self.objective not in ("kto", "dro"):
+            raise ValueError(
+                f"balance_labels balances passing against failing singles, and objective "
+                f"{self.objective!r} has none of the second kind; use kto or dro"
+            )
         if self.save_dtype not in ("float32", "float16"):
             raise ValueError(f"save_dtype must be 'float32' or 'float16', got {self.save_dtype!r}")
         if self.fragments not in FRAGMENTS:
@@ -289,6 +304,28 @@ def condition_weights(labels: Tensor) -> Tensor:
         raise ValueError(f"labels must be a non-empty 1-D tensor, got shape {tuple(labels.shape)}")
     _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     return 1.0 / counts[inverse].double()
+
+
+def item_weights(conditions: Tensor | None, passed: Tensor | None) -> Tensor:
+    """Per-item drawing weights that give every condition (``conditions``, (n,) int) and
+    both verdicts (``passed``, (n,) bool) equal shares of the draws; either may be None
+    (not balanced). With both, an item's weight is the product of the two, which keeps
+    each balance exact when verdicts are spread alike across conditions and close to it
+    otherwise. float64, not normalised."""
+    if conditions is None and passed is None:
+        raise ValueError("item_weights needs conditions, passed or both")
+    weights = None if conditions is None else condition_weights(conditions)
+    if passed is not None:
+        if passed.dtype != torch.bool:
+            raise ValueError(f"passed must be a bool tensor, got {passed.dtype}")
+        by_verdict = condition_weights(passed.long())
+        if weights is not None and by_verdict.shape != weights.shape:
+            raise ValueError(
+                f"conditions and passed differ in shape: {tuple(weights.shape)} against "
+                f"{tuple(by_verdict.shape)}"
+            )
+        weights = by_verdict if weights is None else weights * by_verdict
+    return weights
 
 
 def _lora_targets(model: nn.Module) -> list[str]:
@@ -440,6 +477,7 @@ class SimFeedbackTrainer:
         saved = {k: v for k, v in state["settings"].items() if k != "rounds"}  # older runs'
         saved.setdefault("balance_conditions", False)  # runs from before the settings
         saved.setdefault("sigma_split", None)
+        saved.setdefault("balance_labels", False)
         if saved != self.config.settings() or state["reward"] != self.reward.name:
             raise ValueError(
                 f"{self.out} holds a run with other settings ({state['settings']}, reward "
@@ -648,11 +686,12 @@ class SimFeedbackTrainer:
             x0_all = (2.0 * occupancy.float() - 1.0).unsqueeze(1).to(self.device)
             labels = labels.to(self.device)
             size = 0 if data is None else int(data[0].shape[0])
-            weights = (
-                condition_weights(labels[data[0]].cpu())
-                if c.balance_conditions and data is not None
-                else None
-            )
+            weights = None
+            if data is not None and (c.balance_conditions or c.balance_labels):
+                weights = item_weights(
+                    labels[data[0]].cpu() if c.balance_conditions else None,
+                    data[1] if c.balance_labels else None,
+                )
             recent: list[dict[str, float]] = []
             if data is None:
                 log.warning(

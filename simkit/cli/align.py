@@ -90,6 +90,9 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
 @click.option("--balance-conditions", is_flag=True,
               help="Draw training items family-uniformly, not in proportion to how many "
               "of each family passed.")  # fmt: skip
+@click.option("--balance-labels", is_flag=True,
+              help="Draw passing and failing items equally often, so that replay's "
+              "passing objects do not thin out the failing half (kto, dro).")  # fmt: skip
 @click.option(
     "--save-dtype",
     type=click.Choice(["float32", "float16"]),
@@ -127,6 +130,7 @@ def align(
     replay: int,
     verdict_cache: str | None,
     balance_conditions: bool,
+    balance_labels: bool,
     save_dtype: str,
     workers: int | None,
     backend: str,
@@ -168,6 +172,7 @@ def align(
             replay=replay,
             verdict_cache=verdict_cache,
             balance_conditions=balance_conditions,
+            balance_labels=balance_labels,
             save_dtype=save_dtype,
             seed=seed,
             workers=workers,

@@ -334,7 +334,7 @@ def test_a_round_without_both_outcomes_trains_nothing(tmp_path):
      ("save_dtype", "bfloat16"), ("p_std", 0.0), ("sigma_uniform", 1.5),
      ("thin_weight", -1.0), ("class_dropout", -0.1), ("anchor", -1.0),
      ("anchor_p_mean", float("nan")), ("replay", -1), ("replay_seed", -1),
-     ("balance_conditions", 1), ("sigma_split", 0.0), ("sigma_split", float("inf"))],
+     ("balance_conditions", 1), ("balance_labels", 1), ("sigma_split", 0.0), ("sigma_split", float("inf"))],
 )  # fmt: skip
 def test_config_validation_names_the_field(field, value, tmp_path):
     with pytest.raises(ValueError, match=field):
@@ -461,6 +461,67 @@ def test_condition_weights_draw_every_condition_equally_often():
         condition_weights(torch.zeros(0, dtype=torch.long))
 
 
+def test_item_weights_give_each_verdict_and_condition_its_share():
+    from generators.align.trainer import item_weights
+
+    # Condition 0: 45 pass, 15 fail; condition 1: 15 pass, 5 fail (75 % pass in both).
+    conditions = torch.tensor([0] * 60 + [1] * 20)
+    passed = torch.tensor([True] * 45 + [False] * 15 + [True] * 15 + [False] * 5)
+    # The weights' sums are the exact expected shares of the draws.
+    w = item_weights(None, passed)
+    assert float(w[passed].sum() / w.sum()) == pytest.approx(0.5)
+    assert float(w[conditions == 0].sum() / w.sum()) == pytest.approx(0.75)  # untouched
+    w = item_weights(conditions, passed)
+    for mask in (passed, conditions == 0):
+        assert float(w[mask].sum() / w.sum()) == pytest.approx(0.5)
+    w = item_weights(conditions, None)
+    assert float(w[passed].sum() / w.sum()) == pytest.approx(0.75)
+    # Unevenly spread verdicts: each balance holds only approximately, never inverted.
+    uneven = torch.tensor([True] * 50 + [False] * 10 + [True] * 5 + [False] * 15)
+    w = item_weights(conditions, uneven)
+    assert 0.3 < float(w[uneven].sum() / w.sum()) < 0.7
+    with pytest.raises(ValueError, match="needs conditions, passed"):
+        item_weights(None, None)
+    with pytest.raises(ValueError, match="bool"):
+        item_weights(None, passed.long())
+    with pytest.raises(ValueError, match="shape"):
+        item_weights(conditions, passed[:10])
+
+
+def test_balance_labels_keeps_replay_from_thinning_out_the_failing_half(tmp_path, monkeypatch):
+    families = ["mug", "lamp"]  # procedural, so that replay can join
+    unet = WeightedMixtureOracleUNet(resolution=R, num_classes=2, atoms_per_class=2, D=128.0)
+    for k in range(2):
+        unet.atoms[k, 0], unet.atoms[k, 1] = BLOCK, OVERHANG
+    pipe = ShapePipeline(unet=unet, scheduler=PFGMPPScheduler(D=128.0), families=families)
+    pipe.set_progress_bar_config(disable=True)
+
+    def big(mesh):  # the block (0.21 m^3) passes, the overhang (0.11) fails, and so do
+        return float(mesh.volume()) > 0.14  # the bigger procedural mugs (up to 0.15)
+
+    seen = {}
+
+    def spy(self, data, x0_all, labels, g, weights=None):
+        seen.update(passed=data[1].cpu(), weights=weights)
+        return original(self, data, x0_all, labels, g, weights)
+
+    original = SimFeedbackTrainer._step
+    monkeypatch.setattr(SimFeedbackTrainer, "_step", spy)
+    cfg = _config(tmp_path, objective="kto", replay=8, replay_seed=3, steps_per_round=2)
+    (summary,) = SimFeedbackTrainer(pipe, cfg, reward=big).run(progress=False).rounds
+    assert summary["replay_items"] > 0  # some procedural objects are big
+    assert seen["weights"] is None  # off by default: items drawn uniformly
+    n_pass, n_fail = int(seen["passed"].sum()), int((~seen["passed"]).sum())
+    assert n_pass > n_fail > 0  # replay makes the pool lopsided ...
+    balanced = replace(cfg, out=tmp_path / "balanced", balance_labels=True)
+    SimFeedbackTrainer(pipe, balanced, reward=big).run(progress=False)
+    w, passed = seen["weights"], seen["passed"]
+    assert float(w[passed].sum()) == pytest.approx(float(w[~passed].sum()))  # ... not the draws
+    for objective in ("sft", "dpo"):
+        with pytest.raises(ValueError, match="balance_labels balances passing against failing"):
+            _config(tmp_path, objective=objective, balance_labels=True)
+
+
 def test_balance_conditions_gives_each_family_the_same_share_of_the_steps(tmp_path, monkeypatch):
     # "stands" makes only standing blocks, "mixed" half blocks, half overhangs: the pool
     # of passing samples holds about twice as many of the first.
@@ -494,7 +555,8 @@ def test_balance_conditions_gives_each_family_the_same_share_of_the_steps(tmp_pa
     # as that.
     state_path = tmp_path / "run" / "train_state.pt"
     state = torch.load(state_path, weights_only=True)
-    del state["settings"]["balance_conditions"], state["settings"]["sigma_split"]
+    for key in ("balance_conditions", "balance_labels", "sigma_split"):
+        del state["settings"][key]
     torch.save(state, state_path)
     SimFeedbackTrainer(pipe, cfg).run(progress=False)
     for changed in (dict(balance_conditions=True), dict(sigma_split=0.5)):
