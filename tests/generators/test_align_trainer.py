@@ -575,12 +575,13 @@ def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
     args = ["align", "--out", str(tmp_path / "run"), "--samples-per-condition", "2",
             "--sample-steps", "4", "--steps", "2", "--batch-size", "2", "--backend", "serial",
             "--objective", "kto", "--fragments", "piece", "--sigma-split", "0.5",
-            "--json"]  # fmt: skip
+            "--balance-labels", "--json"]  # fmt: skip
     res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     settings = json.loads((tmp_path / "run" / "align.json").read_text())["settings"]
     assert settings["sigma_split"] == 0.5 and settings["fragments"] == "piece"
+    assert settings["balance_labels"] is True
     (round0,) = summary["rounds"]
     assert round0["samples"] == 18  # 2 per family, 9 families
     pipeline = summary["pipeline"]
