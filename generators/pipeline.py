@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 from diffusers import DiffusionPipeline, ModelMixin
+from diffusers.configuration_utils import FrozenDict
 from diffusers.utils import BaseOutput
 from torch import Tensor
 
@@ -87,6 +88,28 @@ class ShapePipeline(DiffusionPipeline):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(families=list(families or ()))
+
+    def save_pretrained(self, save_directory, **kwargs):  # type: ignore[override]
+        """diffusers' ``save_pretrained``, less the folder each component was loaded from.
+
+        diffusers records that folder in a loaded model's config (``_name_or_path``) and
+        writes it back on save, so a pipeline fine-tuned from a checkpoint would carry
+        the path of the machine that made it, and the same recipe rebuilt elsewhere would
+        not give the same files. Loading sets it again from wherever the copy is.
+        """
+        stripped = []
+        for owner in (self, *self.components.values()):
+            config = getattr(owner, "_internal_dict", None)
+            if config is not None and "_name_or_path" in config:
+                stripped.append((owner, config))
+                owner._internal_dict = FrozenDict(
+                    {k: v for k, v in config.items() if k != "_name_or_path"}
+                )
+        try:
+            return super().save_pretrained(save_directory, **kwargs)
+        finally:
+            for owner, config in stripped:
+                owner._internal_dict = config
 
     @property
     def families(self) -> tuple[str, ...]:

@@ -101,6 +101,28 @@ def test_save_then_load_gives_identical_samples(tiny_unet, tmp_path):
     assert not torch.equal(a, c)
 
 
+def test_saving_a_loaded_pipeline_does_not_record_where_it_was_loaded_from(tiny_unet, tmp_path):
+    # A fine-tune of a loaded checkpoint, saved, must not depend on the folder it came
+    # from: the shipped checkpoints are rebuilt byte for byte on fresh clones elsewhere.
+    ShapePipeline(unet=tiny_unet, scheduler=PFGMPPScheduler(), families=["a"]).save_pretrained(
+        tmp_path / "first"
+    )
+    loaded = ShapePipeline.from_pretrained(tmp_path / "first", local_files_only=True)
+    assert "_name_or_path" in loaded.unet.config  # diffusers records it on load
+    loaded.save_pretrained(tmp_path / "second")
+    for f in (tmp_path / "second").rglob("*.json"):
+        assert "first" not in f.read_text() and "_name_or_path" not in f.read_text(), f
+    for f in (tmp_path / "first").rglob("*"):
+        if f.is_file():  # the same files, byte for byte
+            assert (
+                f.read_bytes()
+                == (tmp_path / "second" / f.relative_to(tmp_path / "first")).read_bytes()
+            )
+    assert loaded.unet.config._name_or_path == str(tmp_path / "first" / "unet")  # kept in memory
+    again = ShapePipeline.from_pretrained(tmp_path / "second", local_files_only=True)
+    assert again.families == ("a",)
+
+
 def test_bad_arguments_name_the_problem(tiny_unet):
     pipe = ShapePipeline(unet=tiny_unet, scheduler=PFGMPPScheduler(), families=["a", "b", "c"])
     assert pipe.resolve_labels(["c", None, 1], 3).tolist() == [2, 3, 1]  # None: no class
