@@ -23,7 +23,7 @@ generator-checkpoint: setup
 	$(VENV)/bin/simkit train-generator --config assets/configs/generator-16.json
 	$(VENV)/bin/simkit train-generator --config assets/configs/generator-16-thin.json
 
-# The shipped aligned generator's recipe (about 75 minutes on 2 CPU cores; resumable):
+# The shipped aligned generator's recipe (about 80 minutes on 2 CPU cores; resumable):
 # three online rounds of simulation-feedback fine-tuning (KTO) from shapes-base, then
 # its evaluation.
 # runs/shapes-dso/pipeline is what assets/checkpoints/shapes-dso holds (see its README).
