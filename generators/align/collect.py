@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from generators.align.reward import Reward, as_reward
+from generators.align.reward import Reward, as_reward, judge
 from generators.pipeline import samples_to_voxels
 from simkit.io import atomic_write, write_json
 
@@ -238,7 +238,12 @@ def collect(
             output_type="mesh",
         )
         present = [i for i, m in enumerate(result.meshes) if m is not None]
-        judged = reward.judge([result.meshes[i] for i in present])
+        judged = judge(
+            reward,
+            [result.meshes[i] for i in present],
+            conditions=[part[i][0] for i in present],
+            occupancy=result.voxels.occupancy[present],
+        )
         if len(judged) != len(present):
             raise RuntimeError(
                 f"reward {reward.name!r} returned {len(judged)} judgements for "

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from generators.align.collect import Collection, SampleRecord
-from generators.align.reward import Reward
+from generators.align.reward import Reward, judge
 from simkit.io import write_json
 
 __all__ = [
@@ -178,12 +178,18 @@ def reward_fingerprint(reward: Reward) -> dict[str, Any] | None:
 
 
 def passing(
-    occupancy: Tensor, reward: Reward, *, cache: str | os.PathLike[str] | None = None
+    occupancy: Tensor,
+    reward: Reward,
+    *,
+    conditions: Sequence[str] | None = None,
+    cache: str | os.PathLike[str] | None = None,
 ) -> list[int]:
     """Indices of the (n, R, R, R) grids (in the unit cube) whose surface mesh passes
     ``reward``.
 
     Args:
+        conditions: each grid's family, for a reward that judges against it
+            (``uses_samples``, e.g. :class:`~generators.align.reward.FamilyReward`).
         cache: a folder where the indices are kept, keyed by the grids' bytes and the
             reward's settings (:func:`reward_fingerprint`), so that a second call with the
             same grids and reward judges nothing. Verdicts with an error (a crashed or
@@ -203,7 +209,12 @@ def passing(
             return [int(i) for i in json.loads(path.read_text())["passed"]]
     res = occupancy.shape[-1]
     grids = VoxelGrid(occupancy, (0.0, 0.0, 0.0), 1 / res)
-    verdicts = reward.judge([grids[i].to_mesh()[0] for i in range(occupancy.shape[0])])
+    verdicts = judge(
+        reward,
+        [grids[i].to_mesh()[0] for i in range(occupancy.shape[0])],
+        conditions=conditions,
+        occupancy=occupancy,
+    )
     passed = [i for i, v in enumerate(verdicts) if v.passed]
     if path is not None and not any(v.error is not None for v in verdicts):
         write_json(path, {"n": len(verdicts), **fingerprint, "passed": passed})

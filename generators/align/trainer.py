@@ -567,7 +567,7 @@ class SimFeedbackTrainer:
             families = list(c.conditions or self.base.families)
             res = int(self.base.unet.config.resolution)
             occ, names = procedural_objects(c.replay, res, c.replay_seed, families)
-            keep = passing(occ, self.reward, cache=c.verdict_cache)
+            keep = passing(occ, self.reward, conditions=names, cache=c.verdict_cache)
             labels = torch.tensor(
                 [self.base.families.index(names[i]) for i in keep], dtype=torch.long
             )

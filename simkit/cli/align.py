@@ -94,6 +94,15 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
               help="Draw passing and failing items equally often, so that replay's "
               "passing objects do not thin out the failing half (kto, dro).")  # fmt: skip
 @click.option(
+    "--reward",
+    type=click.Choice(["stability", "stability+family"]),
+    default="stability",
+    show_default=True,
+    help="What an object must do to pass: stand (DSO), or stand and still be recognised "
+    "as the family asked for (its nearest procedural object, up to turns, is of that "
+    "family), so that a chair cannot pass by becoming a stool.",
+)
+@click.option(
     "--save-dtype",
     type=click.Choice(["float32", "float16"]),
     default="float32",
@@ -131,6 +140,7 @@ def align(
     verdict_cache: str | None,
     balance_conditions: bool,
     balance_labels: bool,
+    reward: str,
     save_dtype: str,
     workers: int | None,
     backend: str,
@@ -180,7 +190,7 @@ def align(
         )  # fmt: skip
     )
     pipe = fail_on_value_error(lambda: load_pipeline(checkpoint, device=dev))
-    trainer = SimFeedbackTrainer(pipe, config)
+    trainer = SimFeedbackTrainer(pipe, config, reward=None if reward == "stability" else reward)
     result = fail_on_value_error(lambda: trainer.run())
     summary = {
         "pipeline": str(result.pipeline_dir),
@@ -194,7 +204,8 @@ def align(
     for r in result.rounds:
         loss = r.get("mean_loss")
         click.echo(
-            f"round {r['round']}: {r['samples']} samples, {r['pass_rate']:.1%} stand, "
+            f"round {r['round']}: {r['samples']} samples, {r['pass_rate']:.1%} "
+            f"{'stand' if reward == 'stability' else 'pass'}, "
             f"{r['training_items']} training items"
             + ("" if loss is None else f", mean loss {loss:.4g}")
         )
@@ -270,14 +281,26 @@ def evaluate(
         return
     o = data["overall"]
     lo, hi = o["pass_rate_95ci"]
-    click.echo(f"{'family':<12}{'n':>5}{'stand':>8}{'95% CI':>16}{'tilt':>8}{'valid':>8}")
+    rec = "recognised" in o
+
+    def recognised(f: dict) -> str:
+        return f"{f['recognised']:>12.1%}" if rec else ""
+
+    click.echo(
+        f"{'family':<12}{'n':>5}{'stand':>8}{'95% CI':>16}{'tilt':>8}{'valid':>8}"
+        + (f"{'recognised':>12}" if rec else "")
+    )
     for fam, f in data["per_family"].items():
         flo, fhi = f["pass_rate_95ci"]
         click.echo(
             f"{fam:<12}{f['n']:>5}{f['pass_rate']:>8.1%}{f'{flo:.2f}-{fhi:.2f}':>16}"
-            f"{(f['mean_tilt_deg'] or 0):>8.1f}{f['valid']:>8.1%}"
+            f"{(f['mean_tilt_deg'] or 0):>8.1f}{f['valid']:>8.1%}{recognised(f)}"
         )
-    click.echo(f"{'all':<12}{o['n']:>5}{o['pass_rate']:>8.1%}{f'{lo:.2f}-{hi:.2f}':>16}")
+    click.echo(
+        f"{'all':<12}{o['n']:>5}{o['pass_rate']:>8.1%}{f'{lo:.2f}-{hi:.2f}':>16}"
+        f"{(o['mean_tilt_deg'] or 0):>8.1f}{o['valid']:>8.1%}{recognised(o)}"
+    )
+    ref = data.get("reference") or {}
     if data["paired"]:
         pr, b = data["paired"], data["baseline"]
         click.echo(
@@ -285,14 +308,29 @@ def evaluate(
             f"stand only here, {pr['only_baseline_passes']} only there (McNemar p = "
             f"{pr['mcnemar_p']:.3g})"
         )
+        if "recognised" in pr:
+            r = pr["recognised"]
+            click.echo(
+                f"baseline recognised as its family {b['recognised']:.1%}; {r['only_this']} "
+                f"recognised only here, {r['only_baseline']} only there (McNemar p = "
+                f"{r['mcnemar_p']:.3g})"
+            )
+    if rec:
+        click.echo(
+            "recognised: the nearest held-out procedural object (up to turns) is of the "
+            f"family asked for; a second procedural set scores {ref['recognised']:.1%}"
+        )
     if "one_nna_cd" in o:
         click.echo(
             f"fidelity: 1-NNA {o['one_nna_cd']:.1%}, COV {o['cov_cd']:.1%}, MMD {o['mmd_cd']:.4g}"
             f"; against the references that stand: 1-NNA {o['one_nna_cd_passing']:.1%}, "
-            f"COV {o['cov_cd_passing']:.1%}"
+            f"COV {o['cov_cd_passing']:.1%}; up to turns: 1-NNA {o['one_nna_turns']:.1%}"
         )
-    ref = data.get("reference") or {}
     click.echo(
         f"volume {o['volume']:.3f}, base-plate fraction {o['base_fraction']:.3f}"
-        + (f" (references {ref['volume']:.3f}, {ref['base_fraction']:.3f})" if ref else "")
+        + (
+            f" (references {ref['volume']:.3f}, {ref['base_fraction']:.3f})"
+            if "volume" in ref
+            else ""
+        )
     )

@@ -11,6 +11,7 @@ from simkit.geometry.metrics import (
     minimum_matching_distance,
     one_nn_accuracy,
     pairwise_chamfer,
+    pairwise_voxel_chamfer,
     set_metrics,
     upright_symmetries,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "minimum_matching_distance",
     "one_nn_accuracy",
     "pairwise_chamfer",
+    "pairwise_voxel_chamfer",
     "quaternion_to_matrix",
     "random_rotations",
     "rigid_transform",

@@ -33,6 +33,7 @@ __all__ = [
     "minimum_matching_distance",
     "one_nn_accuracy",
     "pairwise_chamfer",
+    "pairwise_voxel_chamfer",
     "set_metrics",
     "upright_symmetries",
 ]
@@ -128,6 +129,111 @@ def pairwise_chamfer(
                 near_x - y[:, :, None]
             ).pow(2).sum(-1).mean(dim=1)
             out[i, j : j + chunk] = cd.amin(dim=-1)
+    return out
+
+
+def _surface_voxels(occ: Tensor) -> Tensor:
+    """(N, R, R, R) bool: occupied voxels with an empty face neighbour (outside is empty)."""
+    padded = torch.nn.functional.pad(occ.float(), (1, 1, 1, 1, 1, 1)) > 0.5
+    inner = padded[:, 1:-1, 1:-1, 1:-1]
+    enclosed = (
+        padded[:, 2:, 1:-1, 1:-1]
+        & padded[:, :-2, 1:-1, 1:-1]
+        & padded[:, 1:-1, 2:, 1:-1]
+        & padded[:, 1:-1, :-2, 1:-1]
+        & padded[:, 1:-1, 1:-1, 2:]
+        & padded[:, 1:-1, 1:-1, :-2]
+    )
+    return inner & ~enclosed
+
+
+def _grid_turns(x: Tensor) -> list[Tensor]:
+    """The eight upright turns of (N, R, R, R) grids indexed (x, y, z), in the order of
+    :func:`upright_symmetries`: quarter turns about the vertical axis through the grid's
+    centre, each with and without a mirror image in x (applied first)."""
+    out = []
+    for k in range(4):
+        turned = torch.rot90(x, k, dims=(1, 2))
+        mirrored = torch.rot90(torch.flip(x, dims=(1,)), k, dims=(1, 2))
+        out.extend([turned, mirrored])
+    return out
+
+
+def pairwise_voxel_chamfer(
+    a: Tensor, b: Tensor, *, upright_turns: bool = False, chunk: int = 256
+) -> Tensor:
+    """(Na, Nb) Chamfer distances between the surfaces of occupancy grids, exactly and fast.
+
+    Each grid of ``a`` (Na, R, R, R) and ``b`` (Nb, R, R, R), indexed (x, y, z) in the
+    unit cube, stands for the centres of its *surface voxels* (occupied, with an empty
+    face neighbour); the distance is :func:`~simkit.geometry.points.chamfer_distance`'s
+    between those point sets (squared units of the cube's side). Rather than searching
+    neighbours, each grid's squared Euclidean distance transform to its own surface is
+    computed once, and both directions of every pair are then one matrix product:
+    ``mean_{s in S(a)} D_b(s)^2 = <S(a) / |S(a)|, D_b^2>``. At 16^3 a 2,304 by 288
+    matrix up to turns takes seconds where :func:`pairwise_chamfer` on 256 sampled
+    points takes minutes, and there is no sampling noise.
+
+    Args:
+        a, b: occupancy grids of one resolution (bool, or float thresholded at 0.5).
+        upright_turns: the smallest distance over the eight upright turns of the ``a``
+            grid (:func:`upright_symmetries` about the grid's vertical centre line,
+            which map the grid onto itself exactly).
+        chunk: grids of ``a`` per block (bounds memory: chunk * 8 * R^3 floats).
+
+    An empty grid has no surface: its distance is 0 to another empty grid and infinite
+    to any other.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    if a.ndim != 4 or b.ndim != 4 or a.shape[1:] != b.shape[1:]:
+        raise ValueError(
+            f"expected (N, R, R, R) grids of one resolution, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if len(set(a.shape[1:])) != 1 or a.shape[1] == 0:
+        raise ValueError(f"grids must be cubic and non-empty, got {tuple(a.shape[1:])}")
+    for x, name in ((a, "a"), (b, "b")):
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+    res = a.shape[1]
+    device = b.device
+
+    def prepare(occ: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        occ = occ > 0.5 if occ.is_floating_point() else occ.bool()
+        surf = _surface_voxels(occ.cpu())
+        count = surf.flatten(1).sum(1)
+        sq = torch.empty(surf.shape, dtype=torch.float32)
+        for i in range(surf.shape[0]):
+            if count[i] > 0:
+                d = distance_transform_edt(~surf[i].numpy())
+                sq[i] = torch.from_numpy(d).float().pow(2) / res**2
+            else:
+                sq[i] = 0.0
+        return surf.to(device), count.to(device), sq.to(device)
+
+    surf_b, count_b, sq_b = prepare(b)
+    weight_b = (surf_b.flatten(1).float() / count_b.clamp(min=1)[:, None]).T  # (V, Nb)
+    sq_b_flat = sq_b.flatten(1).T  # (V, Nb)
+    empty_b = count_b == 0
+    out = torch.empty(a.shape[0], b.shape[0], dtype=torch.float32, device=device)
+    for start in range(0, a.shape[0], chunk):
+        surf_a, count_a, sq_a = prepare(a[start : start + chunk])
+        weight_a = surf_a.float() / count_a.clamp(min=1)[:, None, None, None]
+        turns = (
+            list(zip(_grid_turns(weight_a), _grid_turns(sq_a), strict=True))
+            if upright_turns
+            else [(weight_a, sq_a)]
+        )
+        best = None
+        for w, sq in turns:
+            # a -> b: a's surface in b's distance field; b -> a: b's surface in a's.
+            d = w.flatten(1) @ sq_b_flat + sq.flatten(1) @ weight_b
+            best = d if best is None else torch.minimum(best, d)
+        assert best is not None
+        empty_a = (count_a == 0)[:, None]
+        best = torch.where(empty_a | empty_b[None], torch.inf, best)
+        best = torch.where(empty_a & empty_b[None], 0.0, best)
+        out[start : start + chunk] = best
     return out
 
 

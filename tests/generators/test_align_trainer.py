@@ -575,13 +575,21 @@ def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
     args = ["align", "--out", str(tmp_path / "run"), "--samples-per-condition", "2",
             "--sample-steps", "4", "--steps", "2", "--batch-size", "2", "--backend", "serial",
             "--objective", "kto", "--fragments", "piece", "--sigma-split", "0.5",
-            "--balance-labels", "--json"]  # fmt: skip
+            "--balance-labels", "--reward", "stability+family", "--json"]  # fmt: skip
     res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     settings = json.loads((tmp_path / "run" / "align.json").read_text())["settings"]
     assert settings["sigma_split"] == 0.5 and settings["fragments"] == "piece"
     assert settings["balance_labels"] is True
+    manifest = json.loads(
+        (tmp_path / "run" / "round_00" / "collection" / "manifest.json").read_text()
+    )
+    assert manifest["settings"]["reward"] == "stability+family"
+    for r in manifest["records"]:
+        if r["passed"] is not None:  # stands and is recognised as its family
+            d = r["details"]
+            assert r["passed"] == (d["stability_passed"] == d["family_passed"] == 1.0)
     (round0,) = summary["rounds"]
     assert round0["samples"] == 18  # 2 per family, 9 families
     pipeline = summary["pipeline"]
@@ -596,5 +604,15 @@ def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
     report = json.loads(res.stdout)
     assert report["overall"]["n"] == 9 and report["paired"]["pairs"] <= 9
     assert report["settings"]["verdict_cache"] == str(tmp_path / "refs")
+    assert 0 <= report["overall"]["recognised"] <= 1 and "recognised" in report["paired"]
+    # The same evaluation as a table (resumed from its samples: nothing is redrawn).
+    res = runner.invoke(
+        main,
+        ["evaluate", "--checkpoint", pipeline, "--baseline", "shapes-base", "--n", "9",
+         "--steps", "4", "--no-fidelity", "--backend", "serial", "--out", str(tmp_path / "ev"),
+         "--verdict-cache", str(tmp_path / "refs")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "recognised" in res.output and "second procedural set scores" in res.output
     bad = runner.invoke(main, ["align", "--out", str(tmp_path / "x"), "--checkpoint", "nope"])
     assert bad.exit_code != 0 and "nope" in bad.output

@@ -14,6 +14,7 @@ from simkit.geometry import (
     minimum_matching_distance,
     one_nn_accuracy,
     pairwise_chamfer,
+    pairwise_voxel_chamfer,
     set_metrics,
     upright_symmetries,
 )
@@ -253,3 +254,55 @@ def test_symmetries_validated() -> None:
         pairwise_chamfer(a, a, symmetries=torch.zeros(8, 3, 3))
     with pytest.raises(ValueError, match="isometries"):
         pairwise_chamfer(a, a, symmetries=2 * upright_symmetries())
+
+
+def _surface_points(occ: torch.Tensor) -> torch.Tensor:
+    """Centres of the occupied voxels with an empty face neighbour, by explicit loops."""
+    r = occ.shape[0]
+    pts = []
+    for i, j, k in occ.nonzero().tolist():
+        for di, dj, dk in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)):
+            n = (i + di, j + dj, k + dk)
+            if not all(0 <= c < r for c in n) or not occ[n]:
+                pts.append([(i + 0.5) / r, (j + 0.5) / r, (k + 0.5) / r])
+                break
+    return torch.tensor(pts, dtype=F64)
+
+
+def test_voxel_chamfer_is_chamfer_between_surface_voxel_centres() -> None:
+    gen = torch.Generator().manual_seed(5)
+    occ = torch.rand(5, 7, 7, 7, generator=gen) > 0.55  # ragged solids with holes
+    occ[4] = False
+    occ[4, 1:6, 2:4, 0:5] = True  # a solid box: only its skin counts
+    plain = pairwise_voxel_chamfer(occ, occ)
+    turned = pairwise_voxel_chamfer(occ, occ, upright_turns=True)
+    pts = [_surface_points(o) for o in occ]
+    maps = upright_symmetries(dtype=F64)
+    for i in range(5):
+        for j in range(5):
+            ref = float(chamfer_distance(pts[i], pts[j]))
+            assert float(plain[i, j]) == pytest.approx(ref, rel=1e-5, abs=1e-7)
+            # Up to turns: the point clouds turned by upright_symmetries, independently.
+            best = min(float(chamfer_distance(pts[i] @ m[:, :3].T + m[:, 3], pts[j])) for m in maps)
+            assert float(turned[i, j]) == pytest.approx(best, rel=1e-5, abs=1e-7)
+    assert bool((turned <= plain + 1e-7).all()) and torch.allclose(turned, turned.T)
+    # A turned and mirrored copy is at distance 0 up to turns (and not in plain Chamfer).
+    copy = torch.rot90(torch.flip(occ[:1], dims=(1,)), 3, dims=(1, 2))
+    assert float(pairwise_voxel_chamfer(copy, occ[:1], upright_turns=True)) == 0.0
+    assert float(pairwise_voxel_chamfer(copy, occ[:1])) > 1e-3
+    # Float occupancy is thresholded at 0.5; blocks give the same result as one matrix.
+    torch.testing.assert_close(pairwise_voxel_chamfer(occ.float() * 0.9, occ, chunk=2), plain)
+
+
+def test_voxel_chamfer_of_empty_grids_and_bad_input() -> None:
+    occ = torch.zeros(2, 4, 4, 4, dtype=torch.bool)
+    occ[1, 1:3, 1:3, 0:2] = True
+    d = pairwise_voxel_chamfer(occ, occ)
+    assert float(d[0, 0]) == 0.0 and float(d[1, 1]) == 0.0
+    assert d[0, 1] == float("inf") and d[1, 0] == float("inf")
+    with pytest.raises(ValueError, match="one resolution"):
+        pairwise_voxel_chamfer(occ, torch.zeros(1, 5, 5, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="cubic"):
+        pairwise_voxel_chamfer(torch.zeros(1, 4, 4, 5), torch.zeros(1, 4, 4, 5))
+    with pytest.raises(ValueError, match="NaN"):
+        pairwise_voxel_chamfer(torch.full((1, 4, 4, 4), float("nan")), occ)
