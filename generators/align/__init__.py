@@ -18,7 +18,9 @@ from generators.align.objectives import (
     sft_loss,
 )
 from generators.align.reward import (
+    AllOf,
     CallableReward,
+    FamilyReward,
     Judgement,
     Reward,
     StabilityReward,
@@ -29,9 +31,11 @@ from generators.align.trainer import AlignConfig, AlignResult, SimFeedbackTraine
 __all__ = [
     "AlignConfig",
     "AlignResult",
+    "AllOf",
     "CallableReward",
     "CollectConfig",
     "Collection",
+    "FamilyReward",
     "Judgement",
     "ObjectiveOutput",
     "PreferencePairs",

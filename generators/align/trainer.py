@@ -381,9 +381,11 @@ class SimFeedbackTrainer:
         pipeline: the model to start from (its scheduler's D and sigma_data are used;
             the pipeline object itself is not modified).
         config: the run's settings.
-        reward: a :class:`~generators.align.reward.Reward` or a callable mesh -> bool |
-            float (None: :class:`~generators.align.reward.StabilityReward`, simulated on
-            ``config.workers`` / ``config.backend``).
+        reward: a :class:`~generators.align.reward.Reward`, a callable mesh -> bool |
+            float, or a name: "stability" (None, the default:
+            :class:`~generators.align.reward.StabilityReward`, simulated on
+            ``config.workers`` / ``config.backend``) or "stability+family" (stands and is
+            recognised as the family asked for).
         device: where to fine-tune (default: the pipeline's device).
     """
 
