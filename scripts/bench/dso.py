@@ -8,7 +8,8 @@ sampled on the *same* ``--n`` held-out seeds and reported side by side:
 * fraction standing with its 95 % Wilson interval, and the exact McNemar p-value of the
   paired comparison with the base (same seeds);
 * mean tilt, validity (one connected solid), fidelity to held-out procedural shapes
-  (1-NNA, COV, MMD on Chamfer distance);
+  (1-NNA, COV, MMD on Chamfer distance; *1-NNA t.* on voxel-surface Chamfer up to the
+  eight upright turns), and *recog.*, the fraction recognised as the family asked for;
 * reward-hacking checks: mean volume, the fraction of the solid in the bottom eighth of
   the grid (a base plate), within-family diversity;
 * the CPU time of the fine-tuning round;
@@ -248,7 +249,8 @@ def main() -> None:
     )
     width = max(6, *(len(r["model"]) + 1 for r in rows))
     head = f"{'model':<{width}}{'stand':>7}{'95% CI':>13}{'p vs base':>10}{'tilt':>6}{'valid':>7}"
-    head += f"{'1-NNA':>7}{'COV':>6}{'1-NNA st.':>10}{'volume':>8}{'base':>6}{'divers.':>9}"
+    head += f"{'1-NNA':>7}{'COV':>6}{'1-NNA st.':>10}{'1-NNA t.':>9}{'recog.':>7}"
+    head += f"{'volume':>8}{'base':>6}{'divers.':>9}"
     head += f"{'train CPU s':>12}"
     print(head)
     for r in rows:
@@ -259,7 +261,7 @@ def main() -> None:
             f"{r['model']:<{width}}{r['pass_rate']:>7.1%}{f'{lo:.3f}-{hi:.3f}':>13}"
             f"{'' if p is None else f'{p:.2g}':>10}{r['mean_tilt_deg']:>6.1f}{r['valid']:>7.1%}"
             f"{r['one_nna_cd']:>7.1%}{r['cov_cd']:>6.1%}{r['one_nna_cd_passing']:>10.1%}"
-            f"{r['volume']:>8.3f}"
+            f"{r['one_nna_turns']:>9.1%}{r['recognised']:>7.1%}{r['volume']:>8.3f}"
             f"{r['base_fraction']:>6.2f}{r['diversity_cd']:>9.4f}"
             f"{cpu:>12}"
         )
