@@ -352,7 +352,7 @@ def _recognition(
 ) -> dict[str, Any] | None:
     """Fill in, in place, how often objects are recognised as the family asked for (and
     the paired comparison); return the ceiling, a second procedural set's figure."""
-    from simkit.geometry.metrics import pairwise_voxel_chamfer
+    from generators.align.reward import family_margins
     from simkit.shapes import FAMILIES
 
     if any(f not in FAMILIES for f in families):
@@ -362,12 +362,7 @@ def _recognition(
     ref_occ, ref_names = procedural_objects(per, res, config.reference_seed, FAMILIES)
 
     def hits(occupancy: Tensor, asked: list[str]) -> Tensor:
-        d = pairwise_voxel_chamfer(occupancy, ref_occ, upright_turns=True)
-        nearest = d.argmin(dim=1).tolist()
-        finite = torch.isfinite(d.min(dim=1).values).tolist()
-        return torch.tensor(
-            [ok and ref_names[j] == a for j, ok, a in zip(nearest, finite, asked, strict=True)]
-        )
+        return family_margins(occupancy, asked, ref_occ, ref_names) >= 0  # NaN: not
 
     def fill(target: dict[str, Any], hit: Tensor) -> None:
         k = int(hit.sum())

@@ -38,6 +38,7 @@ __all__ = [
     "Reward",
     "StabilityReward",
     "as_reward",
+    "family_margins",
     "judge",
 ]
 
@@ -262,29 +263,49 @@ class FamilyReward:
     def judge(
         self, meshes: Sequence[Mesh], *, conditions: Sequence[str], occupancy: Any
     ) -> list[Judgement]:
-        import torch
-
-        from simkit.geometry.metrics import pairwise_voxel_chamfer
-
         if len(meshes) == 0:
             return []
         ref_occ, ref_names = self._references(int(occupancy.shape[-1]))
-        d = pairwise_voxel_chamfer(occupancy.cpu(), ref_occ, upright_turns=True)
+        margins = family_margins(occupancy, conditions, ref_occ, ref_names)
         out = []
-        for i, condition in enumerate(conditions):
-            same = torch.tensor([n == condition for n in ref_names])
-            if not bool(same.any()):
+        for condition, margin in zip(conditions, margins.tolist(), strict=True):
+            if condition not in ref_names:
                 out.append(Judgement.failed(f"no procedural references of family {condition!r}"))
-                continue
-            own, other = float(d[i][same].min()), float(d[i][~same].min())
-            if not math.isfinite(own):
+            elif not math.isfinite(margin):
                 out.append(Judgement.failed("empty object: no surface to compare"))
-                continue
-            ok = own <= other
-            out.append(
-                Judgement(passed=ok, score=float(ok), details={"family_margin": other - own})
-            )
+            else:
+                ok = margin >= 0
+                out.append(Judgement(passed=ok, score=float(ok), details={"family_margin": margin}))
         return out
+
+
+def family_margins(
+    occupancy: Any, conditions: Sequence[str], references: Any, names: Sequence[str]
+) -> Any:
+    """How clearly each grid is recognised as the family asked for: the distance to the
+    nearest reference of another family less that to the nearest of ``conditions[i]``
+    (voxel-surface Chamfer up to the upright turns); >= 0: recognised. NaN where the grid
+    is empty or no reference is of that family.
+
+    Args:
+        occupancy: (n, R, R, R) grids; references: (m, R, R, R) grids, of family
+            ``names[j]``.
+    """
+    import torch
+
+    from simkit.geometry.metrics import pairwise_voxel_chamfer
+
+    d = pairwise_voxel_chamfer(occupancy.cpu(), references.cpu(), upright_turns=True)
+    out = torch.full((len(conditions),), math.nan, dtype=torch.float64)
+    for i, condition in enumerate(conditions):
+        same = torch.tensor([n == condition for n in names], dtype=torch.bool)
+        if not bool(same.any()):
+            continue
+        own = float(d[i][same].min())
+        other = float(d[i][~same].min()) if bool((~same).any()) else math.inf
+        if math.isfinite(own):
+            out[i] = other - own
+    return out
 
 
 class AllOf:
