@@ -31,6 +31,14 @@ from simkit.geometry.metrics import pairwise_voxel_chamfer
 from simkit.shapes import FAMILIES, dataset
 
 
+def _short(checkpoint: str) -> str:
+    """A short name for a picture's titles: the folder, or its parent for ``.../pipeline``."""
+    parts = [p for p in checkpoint.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    if len(parts) > 1 and parts[-1] == "pipeline":
+        parts = parts[:-1]
+    return parts[-1][:18]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("per_family", type=int)
@@ -78,7 +86,7 @@ def main() -> None:
             renders += [
                 (
                     out.meshes[i],
-                    f"{ck.rsplit('/', 1)[-1][:14]}: {FAMILIES[int(got[i])] if got[i] >= 0 else 'empty'}",
+                    f"{_short(ck)}: {FAMILIES[int(got[i])] if got[i] >= 0 else 'empty'}",
                 )
                 for i in idx
             ]
