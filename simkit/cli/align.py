@@ -190,7 +190,7 @@ def align(
         )  # fmt: skip
     )
     pipe = fail_on_value_error(lambda: load_pipeline(checkpoint, device=dev))
-    trainer = SimFeedbackTrainer(pipe, config, reward=None if reward == "stability" else reward)
+    trainer = SimFeedbackTrainer(pipe, config, reward=reward)
     result = fail_on_value_error(lambda: trainer.run())
     summary = {
         "pipeline": str(result.pipeline_dir),
