@@ -262,6 +262,7 @@ def evaluate(
             n=n,
             steps=steps,
             seed=seed,
+            guidance_scale=guidance,
             fidelity=not no_fidelity,
             verdict_cache=verdict_cache,
             workers=workers,

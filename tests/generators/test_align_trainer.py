@@ -598,21 +598,32 @@ def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
         main,
         ["evaluate", "--checkpoint", pipeline, "--baseline", "shapes-base", "--n", "9",
          "--steps", "4", "--no-fidelity", "--backend", "serial", "--out", str(tmp_path / "ev"),
-         "--verdict-cache", str(tmp_path / "refs"), "--json"],
+         "--verdict-cache", str(tmp_path / "refs"), "--guidance", "3", "--json"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["overall"]["n"] == 9 and report["paired"]["pairs"] <= 9
     assert report["settings"]["verdict_cache"] == str(tmp_path / "refs")
+    # --guidance reaches the sampler: both models' samples are drawn with it.
+    assert report["settings"]["guidance_scale"] == 3.0
+    for manifest in (tmp_path / "ev").rglob("manifest.json"):
+        assert json.loads(manifest.read_text())["settings"]["guidance_scale"] == 3.0
     assert 0 <= report["overall"]["recognised"] <= 1 and "recognised" in report["paired"]
     # The same evaluation as a table (resumed from its samples: nothing is redrawn).
     res = runner.invoke(
         main,
         ["evaluate", "--checkpoint", pipeline, "--baseline", "shapes-base", "--n", "9",
          "--steps", "4", "--no-fidelity", "--backend", "serial", "--out", str(tmp_path / "ev"),
-         "--verdict-cache", str(tmp_path / "refs")],
+         "--verdict-cache", str(tmp_path / "refs"), "--guidance", "3"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "recognised" in res.output and "second procedural set scores" in res.output
+    # Samples drawn at another guidance are not silently mixed in.
+    res = runner.invoke(
+        main,
+        ["evaluate", "--checkpoint", pipeline, "--n", "9", "--steps", "4", "--no-fidelity",
+         "--backend", "serial", "--out", str(tmp_path / "ev")],
+    )  # fmt: skip
+    assert res.exit_code != 0 and "other settings" in res.output
     bad = runner.invoke(main, ["align", "--out", str(tmp_path / "x"), "--checkpoint", "nope"])
     assert bad.exit_code != 0 and "nope" in bad.output
