@@ -26,6 +26,7 @@ from generators.align.reward import (
     StabilityReward,
     as_reward,
 )
+from generators.align.soup import average_pipelines, save_soup
 from generators.align.trainer import AlignConfig, AlignResult, SimFeedbackTrainer
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "SimFeedbackTrainer",
     "StabilityReward",
     "anchor_loss",
+    "average_pipelines",
     "as_reward",
     "balanced_singles",
     "collect",
@@ -53,5 +55,6 @@ __all__ = [
     "load_collection",
     "per_sample_losses",
     "preference_pairs",
+    "save_soup",
     "sft_loss",
 ]

@@ -11,7 +11,7 @@ import logging
 import click
 
 from simkit import __version__
-from simkit.cli.align import align, evaluate
+from simkit.cli.align import align, evaluate, soup
 from simkit.cli.generators import generate, train_generator
 from simkit.cli.geometry import convert, inspect
 from simkit.cli.info import info
@@ -33,7 +33,7 @@ def main(verbose: int) -> None:
 
 
 for _command in (
-    generate, train_generator, align, evaluate, pde, pinn, demo, shapes, stability,
+    generate, train_generator, align, evaluate, soup, pde, pinn, demo, shapes, stability,
     inspect, convert, info,
 ):  # fmt: skip
     main.add_command(_command)

@@ -335,3 +335,39 @@ def evaluate(
             else ""
         )
     )
+
+
+@click.command()
+@click.argument("checkpoints", nargs=-1, required=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Folder for the averaged pipeline (written atomically).")  # fmt: skip
+@click.option("--weight", "weights", type=click.FloatRange(min=0), multiple=True,
+              help="One per checkpoint, in order (default: equal).")  # fmt: skip
+@click.option("--save-dtype", type=click.Choice(["float32", "float16"]), default="float32",
+              show_default=True, help="float16 halves the size.")  # fmt: skip
+@json_option
+def soup(
+    checkpoints: tuple[str, ...],
+    out: str,
+    weights: tuple[float, ...],
+    save_dtype: str,
+    as_json: bool,
+) -> None:
+    """Average fine-tunes of one model (a model soup) into a new pipeline.
+
+    CHECKPOINTS are two or more pipeline folders or shipped names, fine-tuned from the
+    same base (e.g. two `simkit align` runs' `pipeline/` folders).
+    """
+    from generators.align.soup import save_soup
+
+    path = fail_on_value_error(
+        lambda: save_soup(
+            checkpoints, out, weights=list(weights) or None, save_dtype=save_dtype
+        )  # fmt: skip
+    )
+    if as_json:
+        import json
+
+        emit_json(json.loads((path / "soup.json").read_text()) | {"pipeline": str(path)})
+        return
+    click.echo(f"averaged {len(checkpoints)} checkpoints into {path}")
