@@ -177,3 +177,10 @@ def test_the_shipped_aligned_checkpoint_stands_more_often_than_the_base(tmp_path
     paired = report.paired
     assert paired["only_this_passes"] > paired["only_baseline_passes"]
     assert paired["mcnemar_p"] < 0.01, paired
+    # ...and not by drawing its families less recognisably than the base (each object's
+    # nearest held-out procedural object is of the family asked for). At 108 seeds this
+    # catches only a gross loss: the checkpoint shipped before the soup lost 9 points
+    # (76.7 against 85.4 % on 288 seeds, p = 0.005) and here scores 73 against 78 %,
+    # p = 0.47. BENCHMARKS.md has the 288- and 504-seed figures.
+    rec = paired["recognised"]
+    assert not (rec["only_baseline"] > rec["only_this"] and rec["mcnemar_p"] < 0.05), rec
