@@ -8,7 +8,14 @@ standing, one for standing *and* being recognised as the family asked for) each 
 different family's look; their average lost neither (BENCHMARKS.md, "A soup of two
 fine-tunes").
 
-Only pipelines that differ in their denoiser's weights can be averaged: the same
+A soup can also be moved along its direction from the model the runs started from:
+with a ``base`` and a ``scale`` λ the weights are θ_base + λ·(θ_soup − θ_base). λ < 1
+interpolates back toward the base (WiSE-FT, Wortsman et al., CVPR 2022); λ > 1
+extrapolates past the fine-tunes (ExPO, Zheng et al., 2024), which on our stability
+rewards buys standing at the cost of looking like the family (BENCHMARKS.md, "Moving a
+soup away from its base").
+
+Only pipelines that differ in their denoiser's weights can be combined: the same
 denoiser architecture, the same scheduler settings (noise law, D, solver) and the same
 families, in the same order. Anything else is refused with the difference named.
 """
@@ -52,37 +59,68 @@ def _weights(weights: Sequence[float] | None, n: int) -> list[float]:
     return [x / total for x in w]
 
 
+def _check_scale(base: Any, scale: float, n: int) -> float:
+    scale = float(scale)
+    if base is None:
+        if scale != 1.0:
+            raise ValueError(
+                f"scale {scale:g} needs a base: the soup is moved along its direction from it"
+            )
+        if n < 2:
+            raise ValueError("a soup needs two or more checkpoints (or one and a base)")
+    else:
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a finite number > 0, got {scale:g}")
+        if n < 1:
+            raise ValueError("a soup needs one or more checkpoints")
+    return scale
+
+
 def average_pipelines(
     checkpoints: Sequence[Any],
     *,
     weights: Sequence[float] | None = None,
+    base: Any = None,
+    scale: float = 1.0,
     device: str | torch.device = "cpu",
 ) -> Any:
-    """The weighted average of pipelines' denoisers, as a new pipeline.
+    """The weighted average of pipelines' denoisers, as a new pipeline, optionally
+    moved along its direction from a base: θ_base + scale·(θ_average − θ_base).
 
     Args:
         checkpoints: two or more pipelines, or folders / shipped names
-            (:func:`generators.generate.load_pipeline`), fine-tuned from one base.
+            (:func:`generators.generate.load_pipeline`), fine-tuned from one base (one is
+            enough with ``base``).
         weights: one non-negative weight per checkpoint, normalised to sum to one
             (None: equal weights).
+        base: the pipeline (or folder / shipped name) the fine-tunes started from;
+            needed for a ``scale`` other than 1.
+        scale: how far to go from ``base`` toward (< 1) or past (> 1) the average; 1 is
+            the average itself.
         device: torch device of the returned pipeline.
 
     Returns:
         A :class:`~generators.pipeline.ShapePipeline` in float32 with the first
-        checkpoint's scheduler and families and the averaged denoiser (the average is
-        taken in float64, so the order of the checkpoints does not matter).
+        checkpoint's scheduler and families and the combined denoiser (computed in
+        float64, so the order of the checkpoints does not matter).
 
     Raises:
-        ValueError: fewer than two checkpoints, bad weights, or pipelines that differ in
-            anything but their denoiser's weights (the message names the difference).
+        ValueError: too few checkpoints, bad weights or scale, or pipelines that differ
+            in anything but their denoiser's weights (the message names the difference).
     """
     from generators.generate import load_pipeline
     from generators.pipeline import ShapePipeline
 
-    if isinstance(checkpoints, (str, os.PathLike)) or len(checkpoints) < 2:
-        raise ValueError("a soup needs two or more checkpoints")
+    if isinstance(checkpoints, (str, os.PathLike)):
+        checkpoints = [checkpoints]
+    scale = _check_scale(base, scale, len(checkpoints))
     w = _weights(weights, len(checkpoints))
     pipes = [load_pipeline(c) if isinstance(c, (str, os.PathLike)) else c for c in checkpoints]
+    if base is not None:
+        base = load_pipeline(base) if isinstance(base, (str, os.PathLike)) else base
+        # The base is one more term: (1 - scale) of it, scale of the average.
+        w = [scale * x for x in w] + [1.0 - scale]
+        pipes.append(base)
     first = pipes[0]
     for i, p in enumerate(pipes[1:], start=1):
         for what, a, b in (
@@ -91,8 +129,9 @@ def average_pipelines(
             ("families", {"families": list(first.families)}, {"families": list(p.families)}),
         ):
             if a != b:
+                who = "the base" if base is not None and i == len(pipes) - 1 else f"checkpoint {i}"
                 raise ValueError(
-                    f"checkpoint {i} differs from checkpoint 0 in its {what} "
+                    f"{who} differs from checkpoint 0 in its {what} "
                     f"({_first_difference(a, b)}): only fine-tunes of one model can be averaged"
                 )
     states = [p.unet.state_dict() for p in pipes]
@@ -125,10 +164,13 @@ def save_soup(
     out: str | os.PathLike[str],
     *,
     weights: Sequence[float] | None = None,
+    base: str | os.PathLike[str] | None = None,
+    scale: float = 1.0,
     save_dtype: str = "float32",
 ) -> Path:
-    """Average ``checkpoints`` (:func:`average_pipelines`) and save the pipeline to ``out``,
-    atomically, with a ``soup.json`` that names its ingredients and weights.
+    """Average ``checkpoints`` (:func:`average_pipelines`, with its ``base`` and ``scale``)
+    and save the pipeline to ``out``, atomically, with a ``soup.json`` that names its
+    ingredients, weights, base and scale.
 
     Args:
         save_dtype: "float32" or "float16" (half the size; the weights are rounded once,
@@ -140,12 +182,14 @@ def save_soup(
     if save_dtype not in ("float32", "float16"):
         raise ValueError(f"save_dtype must be 'float32' or 'float16', got {save_dtype!r}")
     if isinstance(checkpoints, (str, os.PathLike)):
-        raise ValueError("a soup needs two or more checkpoints")
+        checkpoints = [checkpoints]
+    scale = _check_scale(base, scale, len(checkpoints))
+    w = _weights(weights, len(checkpoints))
     from generators.generate import load_pipeline
 
     pipes = [load_pipeline(c) for c in checkpoints]
-    w = _weights(weights, len(pipes))
-    pipe = average_pipelines(pipes, weights=w)
+    base_pipe = None if base is None else load_pipeline(base)
+    pipe = average_pipelines(pipes, weights=w, base=base_pipe, scale=scale)
     if save_dtype == "float16":
         pipe.unet.half()
     out = Path(out)
@@ -158,6 +202,10 @@ def save_soup(
                     {"checkpoint": str(c), "weight": wi, "model": model_fingerprint(p)}
                     for c, wi, p in zip(checkpoints, w, pipes, strict=True)
                 ],
+                "base": None
+                if base_pipe is None
+                else {"checkpoint": str(base), "model": model_fingerprint(base_pipe)},
+                "scale": scale,
                 "save_dtype": save_dtype,
             },
         )

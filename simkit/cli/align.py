@@ -343,6 +343,12 @@ def evaluate(
               help="Folder for the averaged pipeline (written atomically).")  # fmt: skip
 @click.option("--weight", "weights", type=click.FloatRange(min=0), multiple=True,
               help="One per checkpoint, in order (default: equal).")  # fmt: skip
+@click.option("--base", default=None,
+              help="The model the fine-tunes started from; with --scale, the soup is moved "
+              "along its direction from it.")  # fmt: skip
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="base + SCALE x (average - base): below 1 back toward the base, above 1 "
+              "past the fine-tunes (needs --base).")  # fmt: skip
 @click.option("--save-dtype", type=click.Choice(["float32", "float16"]), default="float32",
               show_default=True, help="float16 halves the size.")  # fmt: skip
 @json_option
@@ -350,24 +356,33 @@ def soup(
     checkpoints: tuple[str, ...],
     out: str,
     weights: tuple[float, ...],
+    base: str | None,
+    scale: float,
     save_dtype: str,
     as_json: bool,
 ) -> None:
     """Average fine-tunes of one model (a model soup) into a new pipeline.
 
     CHECKPOINTS are two or more pipeline folders or shipped names, fine-tuned from the
-    same base (e.g. two `simkit align` runs' `pipeline/` folders).
+    same base (e.g. two `simkit align` runs' `pipeline/` folders); one is enough with
+    --base and --scale (e.g. `simkit soup shapes-dso --base shapes-base --scale 1.5`).
     """
     from generators.align.soup import save_soup
 
     path = fail_on_value_error(
         lambda: save_soup(
-            checkpoints, out, weights=list(weights) or None, save_dtype=save_dtype
-        )  # fmt: skip
+            checkpoints,
+            out,
+            weights=list(weights) or None,
+            base=base,
+            scale=scale,
+            save_dtype=save_dtype,
+        )
     )
     if as_json:
         import json
 
         emit_json(json.loads((path / "soup.json").read_text()) | {"pipeline": str(path)})
         return
-    click.echo(f"averaged {len(checkpoints)} checkpoints into {path}")
+    moved = "" if base is None else f", moved to {scale:g} x its distance from {base}"
+    click.echo(f"averaged {len(checkpoints)} checkpoint(s){moved} into {path}")

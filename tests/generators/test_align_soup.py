@@ -136,3 +136,54 @@ def test_cli_soup_of_the_shipped_checkpoints(tmp_path):
     assert bad.exit_code != 0 and "two or more" in bad.output
     bad = runner.invoke(main, ["soup", "shapes-base", "nope", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "nope" in bad.output
+
+
+def test_a_soup_moved_along_its_direction_from_the_base(tiny_unet):
+    base = _pipe(tiny_unet)
+    a, b = _pipe(tiny_unet, seed=1), _pipe(tiny_unet, seed=2)
+    sbase, sa, sb = base.unet.state_dict(), a.unet.state_dict(), b.unet.state_dict()
+    for scale in (0.5, 1.5):
+        moved = average_pipelines([a, b], weights=[1, 3], base=base, scale=scale)
+        for key, t in moved.unet.state_dict().items():
+            mean = 0.25 * sa[key].double() + 0.75 * sb[key].double()
+            expected = sbase[key].double() + scale * (mean - sbase[key].double())
+            torch.testing.assert_close(t.double(), expected, rtol=0, atol=1e-6)
+    # Scale 1 is the soup itself; one fine-tune and its base at scale 1 is that fine-tune.
+    plain = average_pipelines([a, b], weights=[1, 3]).unet.state_dict()
+    same = average_pipelines([a, b], weights=[1, 3], base=base).unet.state_dict()
+    for key, t in same.items():
+        torch.testing.assert_close(t, plain[key], rtol=0, atol=1e-6)
+    assert torch.equal(_sample(average_pipelines([a], base=base, scale=1.0)), _sample(a))
+    with pytest.raises(ValueError, match="scale 1.5 needs a base"):
+        average_pipelines([a, b], scale=1.5)
+    with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+        average_pipelines([a], base=base, scale=0.0)
+    with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+        average_pipelines([a], base=base, scale=float("nan"))
+    with pytest.raises(ValueError, match="the base differs.*scheduler"):
+        average_pipelines([a], base=_pipe(tiny_unet, D=64.0), scale=1.5)
+
+
+def test_cli_soup_extrapolates_the_shipped_checkpoint_from_its_base(tmp_path):
+    from click.testing import CliRunner
+
+    from simkit.cli import main
+
+    runner = CliRunner()
+    out = tmp_path / "expo"
+    res = runner.invoke(
+        main,
+        ["soup", "shapes-dso", "--base", "shapes-base", "--scale", "1.5", "--out", str(out),
+         "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["scale"] == 1.5 and info["base"]["checkpoint"] == "shapes-base"
+    assert [i["weight"] for i in info["ingredients"]] == [1.0]
+    base, dso, expo = load_pipeline("shapes-base"), load_pipeline("shapes-dso"), load_pipeline(out)
+    sb, sd = base.unet.state_dict(), dso.unet.state_dict()
+    for key, t in expo.unet.state_dict().items():
+        torch.testing.assert_close(t, sb[key] + 1.5 * (sd[key] - sb[key]), rtol=1e-6, atol=1e-6)
+    bad = runner.invoke(main, ["soup", "shapes-dso", "--scale", "2", "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "needs a base" in bad.output
+    assert not (tmp_path / "x").exists()
