@@ -118,6 +118,10 @@ class GenerateConfig:
             from 19 % to 29 % (BENCHMARKS.md), at twice the network calls.
         seed: seed of the prior draw; the same seed gives the same objects.
         stability: simulate each object (PyBullet) and report its verdict.
+        retries: redraw an object that falls, comes out empty or is not one solid, from
+            fresh noise, up to this many more times (rejection sampling; needs
+            ``stability``). The last draw is kept when none passes; each object records
+            its draws, and the report keeps the first draws' rate, the model's own.
         workers: simulation processes (None: serial below 32 objects, else all cores).
         formats: mesh file suffixes to write per object.
         device: torch device for sampling.
@@ -134,6 +138,7 @@ class GenerateConfig:
     guidance_scale: float = 2.0
     seed: int = 0
     stability: bool = True
+    retries: int = 0
     workers: int | None = None
     formats: tuple[str, ...] = (".glb", ".obj")
     device: str = "cpu"
@@ -144,8 +149,14 @@ class GenerateConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        for name in ("seed", "retries"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if self.retries and not self.stability:
+            raise ValueError(
+                "retries redraw the objects that fall, so they need the stability verdicts"
+            )
         bad = [f for f in self.formats if f.lower() not in (".glb", ".obj", ".ply", ".stl", ".off")]
         if bad or not self.formats:
             raise ValueError(
@@ -166,6 +177,7 @@ class GeneratedObject:
     tilt_deg: float | None = None
     support_margin: float | None = None
     error: str | None = None
+    draws: int = 1
 
 
 @dataclass(frozen=True)
@@ -178,6 +190,7 @@ class GenerateResult:
     report: str
     seconds: float
     objects: list[GeneratedObject] = field(default_factory=list)
+    first_draw_fraction_stable: float | None = None
 
     @property
     def fraction_stable(self) -> float | None:
@@ -212,7 +225,9 @@ def generate(config: GenerateConfig, *, progress: bool = True) -> GenerateResult
 
     Objects that come out empty get no mesh file and are marked invalid; an object in
     several pieces keeps its largest one (and is marked invalid: one solid is the
-    validity criterion).
+    validity criterion). With ``config.retries``, objects that do not pass (one solid
+    that stands) are drawn again from the same seeded stream, so the same config gives
+    the same files.
     """
     from tqdm.auto import tqdm
 
@@ -224,28 +239,51 @@ def generate(config: GenerateConfig, *, progress: bool = True) -> GenerateResult
     labels = _labels_for(config, families)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
 
-    meshes, valid, occupied, names = [], [], [], []
-    bar = tqdm(total=config.n, desc="generate", disable=(not progress) or None)
-    for start in range(0, config.n, config.batch_size):
-        b = min(config.batch_size, config.n - start)
-        res = pipe.unet.config.resolution
-        latents = pipe.scheduler.sample_prior(
-            (b, pipe.unet.config.in_channels, res, res, res), generator=generator
-        )
-        result = pipe(
-            batch_size=b,
-            num_inference_steps=config.steps,
-            class_labels=None if labels is None else labels[start : start + b],
-            guidance_scale=config.guidance_scale,
-            output_type="mesh",
-            latents=latents,
-        )
-        meshes += [m.to("cpu") if m is not None else None for m in result.meshes]
-        valid += result.valid.tolist()
-        occupied += result.voxels.occupancy.flatten(1).sum(1).tolist()
-        names += [None if labels is None else labels[start + i] for i in range(b)]
-        bar.update(b)
-    bar.close()
+    def draw(indices: list[int], desc: str) -> tuple[list, list, list]:
+        """Sample the objects at ``indices`` (their labels), in batches."""
+        meshes, valid, occupied = [], [], []
+        bar = tqdm(total=len(indices), desc=desc, disable=(not progress) or None)
+        for start in range(0, len(indices), config.batch_size):
+            chunk = indices[start : start + config.batch_size]
+            res = pipe.unet.config.resolution
+            latents = pipe.scheduler.sample_prior(
+                (len(chunk), pipe.unet.config.in_channels, res, res, res), generator=generator
+            )
+            result = pipe(
+                batch_size=len(chunk),
+                num_inference_steps=config.steps,
+                class_labels=None if labels is None else [labels[i] for i in chunk],
+                guidance_scale=config.guidance_scale,
+                output_type="mesh",
+                latents=latents,
+            )
+            meshes += [m.to("cpu") if m is not None else None for m in result.meshes]
+            valid += result.valid.tolist()
+            occupied += result.voxels.occupancy.flatten(1).sum(1).tolist()
+            bar.update(len(chunk))
+        bar.close()
+        return meshes, valid, occupied
+
+    meshes, valid, occupied = draw(list(range(config.n)), "generate")
+    names = [None if labels is None else labels[i] for i in range(config.n)]
+    draws = [1] * config.n
+    verdicts: list[Any] = [None] * len(meshes)
+    margins: list[float | None] = [None] * len(meshes)
+    first_rate = None
+    if config.stability:
+        verdicts, margins = _stability(meshes, config, progress)
+        judged = [v for v in verdicts if v is not None and not v.error]
+        first_rate = sum(bool(v.stable) for v in judged) / len(judged) if judged else None
+        for attempt in range(config.retries):
+            todo = [i for i in range(config.n) if not _passes(valid[i], verdicts[i])]
+            if not todo:
+                break
+            new_meshes, new_valid, new_occupied = draw(todo, f"redraw {attempt + 1}")
+            new_verdicts, new_margins = _stability(new_meshes, config, progress)
+            for j, i in enumerate(todo):
+                meshes[i], valid[i], occupied[i] = new_meshes[j], new_valid[j], new_occupied[j]
+                verdicts[i], margins[i] = new_verdicts[j], new_margins[j]
+                draws[i] += 1
 
     files: list[list[str]] = []
     for i, mesh in enumerate(meshes):
@@ -255,11 +293,6 @@ def generate(config: GenerateConfig, *, progress: bool = True) -> GenerateResult
             for suffix in config.formats:
                 written.append(str(mesh.save(out / f"{stem}{suffix.lower()}")))
         files.append(written)
-
-    verdicts: list[Any] = [None] * len(meshes)
-    margins: list[float | None] = [None] * len(meshes)
-    if config.stability:
-        verdicts, margins = _stability(meshes, config, progress)
 
     objects = []
     for i in range(len(meshes)):
@@ -275,6 +308,7 @@ def generate(config: GenerateConfig, *, progress: bool = True) -> GenerateResult
                 tilt_deg=None if v is None or v.error else float(v.tilt_deg),
                 support_margin=margins[i],
                 error="empty sample" if meshes[i] is None else (v.error if v is not None else None),
+                draws=draws[i],
             )
         )
     preview = str(out / "preview.png")
@@ -286,15 +320,23 @@ def generate(config: GenerateConfig, *, progress: bool = True) -> GenerateResult
         report=str(out / "generate.json"),
         seconds=time.perf_counter() - t0,
         objects=objects,
+        first_draw_fraction_stable=first_rate,
     )
     write_json(result.report, result.to_dict())
     return result
+
+
+def _passes(valid: bool, verdict: Any) -> bool:
+    """One solid that was simulated and stands."""
+    return bool(valid) and verdict is not None and not verdict.error and bool(verdict.stable)
 
 
 def _stability(meshes: list, config: GenerateConfig, progress: bool) -> tuple[list, list]:
     from simkit.physics import StabilityConfig, evaluate, support_margin
 
     present = [i for i, m in enumerate(meshes) if m is not None]
+    if not present:
+        return [None] * len(meshes), [None] * len(meshes)
     workers = config.workers
     if workers is None:
         workers = 1 if len(present) < 32 else (os.cpu_count() or 1)

@@ -86,6 +86,14 @@ def _parse_D(value: str | None) -> float | None | str:
 )
 @click.option("--no-stability", is_flag=True, help="Skip the PyBullet verdicts.")
 @click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Redraw each object that falls or is not one solid up to this many times "
+    "(rejection sampling; the summary keeps the first draws' rate, the model's own).",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
@@ -105,6 +113,7 @@ def generate(
     D: str | None,
     guidance: float,
     no_stability: bool,
+    retries: int,
     workers: int | None,
     device: str,
     seed: int,
@@ -130,6 +139,7 @@ def generate(
             guidance_scale=guidance,
             seed=seed,
             stability=not no_stability,
+            retries=retries,
             workers=workers,
             device=resolve_device_or_fail(device),
         )
@@ -138,20 +148,28 @@ def generate(
     if as_json:
         emit_json(result.to_dict())
         return
-    click.echo(f"{'#':>3}  {'family':<10} {'valid':<6} {'stands':<7} {'tilt':>6}  file")
+    draws = f"{'draws':>6}" if retries else ""
+    click.echo(f"{'#':>3}  {'family':<10} {'valid':<6} {'stands':<7} {'tilt':>6}{draws}  file")
     for o in result.objects:
         stands = "-" if o.stable is None else ("yes" if o.stable else "no")
         tilt = "-" if o.tilt_deg is None else f"{o.tilt_deg:.1f}"
         first = o.files[0] if o.files else (o.error or "")
         click.echo(
             f"{o.index:>3}  {o.family or '-':<10} {'yes' if o.valid else 'no':<6} "
-            f"{stands:<7} {tilt:>6}  {first}"
+            f"{stands:<7} {tilt:>6}{f'{o.draws:>6}' if retries else ''}  {first}"
         )
     frac = result.fraction_stable
     valid = sum(o.valid for o in result.objects)
     summary = f"{valid}/{len(result.objects)} valid"
     if frac is not None:
         summary += f", {frac:.0%} stand"
+    if retries and result.first_draw_fraction_stable is not None:
+        redrawn = sum(o.draws > 1 for o in result.objects)
+        extra = sum(o.draws - 1 for o in result.objects)
+        summary += (
+            f" (first draws: {result.first_draw_fraction_stable:.0%} stood; "
+            f"{redrawn} objects redrawn, {extra} extra draws)"
+        )
     click.echo(f"{summary}; {result.seconds:.1f} s")
     click.echo(f"preview {result.preview}")
     click.echo(f"report  {result.report}")

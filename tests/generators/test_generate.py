@@ -15,7 +15,7 @@ from generators.schedulers import PFGMPPScheduler
 from simkit.cli import main
 from simkit.geometry import Mesh
 from simkit.physics import support_margin
-from tests.generators._oracle import OracleUNet, blocks
+from tests.generators._oracle import OracleUNet, WeightedMixtureOracleUNet, blocks
 
 R = 8
 # A squat block: stands. An inverted L whose top reaches far past its one leg: the
@@ -121,6 +121,82 @@ def test_cli_generate_json_and_errors(oracle_checkpoint, tmp_path):
     assert res.exit_code != 0 and "no pipeline at" in res.output
     res = runner.invoke(main, ["generate", "--checkpoint", str(oracle_checkpoint), "--D", "-3"])
     assert res.exit_code != 0 and "D must be positive" in res.output
+
+
+@pytest.fixture
+def coin_checkpoint(tmp_path):
+    """One family whose every draw is the block (stands) with probability 1/4, else the
+    overhang (falls): the exact denoiser of that two-atom mixture."""
+    import math
+
+    unet = WeightedMixtureOracleUNet(resolution=R, num_classes=1, atoms_per_class=2, D=128.0)
+    unet.atoms[0, 0], unet.atoms[0, 1] = BLOCK, OVERHANG
+    with torch.no_grad():
+        unet.logits[0] = torch.tensor([math.log(0.25), math.log(0.75)])
+    pipe = ShapePipeline(unet=unet, scheduler=PFGMPPScheduler(D=128.0), families=["coin"])
+    pipe.save_pretrained(tmp_path / "coin")
+    return tmp_path / "coin"
+
+
+def test_retries_redraw_the_objects_that_fall_and_only_those(coin_checkpoint, tmp_path):
+    n, retries = 24, 4
+
+    def run(name: str, k: int):
+        cfg = GenerateConfig(
+            out=tmp_path / name, n=n, checkpoint=coin_checkpoint, steps=6, seed=5, retries=k
+        )
+        return generate(cfg, progress=False)
+
+    once, redrawn = run("once", 0), run("redrawn", retries)
+    first = [o.stable for o in once.objects]
+    # The first draws are the same objects with and without retries, and the report keeps
+    # their rate (the model's own): about 1/4 stand (binomial, 24 draws).
+    assert redrawn.first_draw_fraction_stable == once.fraction_stable
+    assert 1 <= sum(first) <= 12
+    for o, stood in zip(redrawn.objects, first, strict=True):
+        if stood:  # kept as drawn, byte for byte
+            assert o.draws == 1
+            assert (
+                Path(o.files[1]).read_bytes()
+                == (tmp_path / "once" / Path(o.files[1]).name).read_bytes()
+            )
+        else:
+            assert o.draws > 1
+        # drawn again only while it fell; the last draw kept when none stood
+        assert o.stable or o.draws == retries + 1
+        assert o.draws <= retries + 1
+        # the verdict is the written file's: the analytic support check agrees
+        assert (support_margin(Mesh.load(o.files[1])) > 0) == o.stable
+    # Each redraw stands with probability 1/4, so an object falls after 5 draws with
+    # probability 0.75^5 = 0.24: of 24, at most 12 (binomial tail ~1e-3) fall at the end,
+    # against ~18 on the first draw.
+    falls = sum(not o.stable for o in redrawn.objects)
+    assert falls <= 12 and falls < n - sum(first)
+    report = json.loads((tmp_path / "redrawn" / "generate.json").read_text())
+    assert [o["draws"] for o in report["objects"]] == [o.draws for o in redrawn.objects]
+    assert report["first_draw_fraction_stable"] == once.fraction_stable
+    # The same settings give the same files.
+    again = run("again", retries)
+    assert [o.draws for o in again.objects] == [o.draws for o in redrawn.objects]
+    with pytest.raises(ValueError, match="retries redraw the objects that fall"):
+        GenerateConfig(retries=2, stability=False)
+    with pytest.raises(ValueError, match="retries must be a non-negative int"):
+        GenerateConfig(retries=-1)
+
+
+def test_cli_generate_retries(coin_checkpoint, tmp_path):
+    res = CliRunner().invoke(
+        main,
+        ["generate", "--n", "4", "--checkpoint", str(coin_checkpoint), "--out",
+         str(tmp_path / "o"), "--steps", "4", "--retries", "2"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "draws" in res.output and "first draws:" in res.output
+    res = CliRunner().invoke(
+        main, ["generate", "--checkpoint", str(coin_checkpoint), "--retries", "1",
+               "--no-stability", "--out", str(tmp_path / "x")],
+    )  # fmt: skip
+    assert res.exit_code != 0 and "need the stability verdicts" in res.output
 
 
 def test_unknown_checkpoint_names_list_the_shipped_ones():
