@@ -12,8 +12,8 @@ A soup can also be moved along its direction from the model the runs started fro
 with a ``base`` and a ``scale`` λ the weights are θ_base + λ·(θ_soup − θ_base). λ < 1
 interpolates back toward the base (WiSE-FT, Wortsman et al., CVPR 2022); λ > 1
 extrapolates past the fine-tunes (ExPO, Zheng et al., 2024), which on our stability
-rewards buys standing at the cost of looking like the family (BENCHMARKS.md, "Moving a
-soup away from its base").
+rewards buys standing at the cost of looking like the family (BENCHMARKS.md, "After the
+soup").
 
 Only pipelines that differ in their denoiser's weights can be combined: the same
 denoiser architecture, the same scheduler settings (noise law, D, solver) and the same
