@@ -194,14 +194,23 @@ class GenerateResult:
 
     @property
     def fraction_stable(self) -> float | None:
-        verdicts = [o.stable for o in self.objects if o.stable is not None]
-        return sum(verdicts) / len(verdicts) if verdicts else None
+        return _share_standing([o.stable for o in self.objects])
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["fraction_stable"] = self.fraction_stable
         d["fraction_valid"] = sum(o.valid for o in self.objects) / max(len(self.objects), 1)
         return d
+
+
+def _stood(verdict: Any) -> bool | None:
+    """A verdict as stands / falls, or None where there is none (empty, or it failed)."""
+    return None if verdict is None or verdict.error else bool(verdict.stable)
+
+
+def _share_standing(stood: list[bool | None]) -> float | None:
+    judged = [s for s in stood if s is not None]
+    return sum(judged) / len(judged) if judged else None
 
 
 def _labels_for(config: GenerateConfig, families: tuple[str, ...]) -> list[int | str] | None:
@@ -272,8 +281,7 @@ def generate(config: GenerateConfig, *, progress: bool = True) -> GenerateResult
     first_rate = None
     if config.stability:
         verdicts, margins = _stability(meshes, config, progress)
-        judged = [v for v in verdicts if v is not None and not v.error]
-        first_rate = sum(bool(v.stable) for v in judged) / len(judged) if judged else None
+        first_rate = _share_standing([_stood(v) for v in verdicts])
         for attempt in range(config.retries):
             todo = [i for i in range(config.n) if not _passes(valid[i], verdicts[i])]
             if not todo:
@@ -304,7 +312,7 @@ def generate(config: GenerateConfig, *, progress: bool = True) -> GenerateResult
                 files=files[i],
                 valid=bool(valid[i]),
                 occupied_voxels=int(occupied[i]),
-                stable=None if v is None or v.error else bool(v.stable),
+                stable=_stood(v),
                 tilt_deg=None if v is None or v.error else float(v.tilt_deg),
                 support_margin=margins[i],
                 error="empty sample" if meshes[i] is None else (v.error if v is not None else None),
@@ -328,7 +336,7 @@ def generate(config: GenerateConfig, *, progress: bool = True) -> GenerateResult
 
 def _passes(valid: bool, verdict: Any) -> bool:
     """One solid that was simulated and stands."""
-    return bool(valid) and verdict is not None and not verdict.error and bool(verdict.stable)
+    return bool(valid) and bool(_stood(verdict))
 
 
 def _stability(meshes: list, config: GenerateConfig, progress: bool) -> tuple[list, list]:
