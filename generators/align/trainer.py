@@ -402,6 +402,11 @@ class SimFeedbackTrainer:
             raise TypeError(f"config must be an AlignConfig, got {type(config).__name__}")
         if not pipeline.families:
             raise ValueError("the pipeline is unconditional: fine-tuning needs families")
+        unknown = [c for c in config.conditions or () if c not in pipeline.families]
+        if unknown:
+            raise ValueError(
+                f"unknown families {unknown}; the pipeline knows {list(pipeline.families)}"
+            )
         if config.replay:
             from simkit.shapes import FAMILIES
 

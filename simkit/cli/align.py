@@ -41,6 +41,9 @@ def _backend_option(fn):  # type: ignore[no-untyped-def]
 )
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Run folder.")
 @click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--family", "families", multiple=True,
+              help="Collect and fine-tune on this family only (repeatable) [default: all "
+              "the pipeline's].")  # fmt: skip
 @click.option("--samples-per-condition", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True,
               help="Optimiser steps per round.")  # fmt: skip
@@ -118,6 +121,7 @@ def align(
     objective: str,
     out: str,
     rounds: int,
+    families: tuple[str, ...],
     samples_per_condition: int,
     steps: int,
     sample_steps: int,
@@ -162,6 +166,7 @@ def align(
             out=out,
             objective=objective,
             rounds=rounds,
+            conditions=families or None,
             samples_per_condition=samples_per_condition,
             steps_per_round=steps,
             sample_steps=sample_steps,
@@ -190,7 +195,7 @@ def align(
         )  # fmt: skip
     )
     pipe = fail_on_value_error(lambda: load_pipeline(checkpoint, device=dev))
-    trainer = SimFeedbackTrainer(pipe, config, reward=reward)
+    trainer = fail_on_value_error(lambda: SimFeedbackTrainer(pipe, config, reward=reward))
     result = fail_on_value_error(lambda: trainer.run())
     summary = {
         "pipeline": str(result.pipeline_dir),

@@ -627,3 +627,32 @@ def test_cli_align_and_evaluate_on_the_shipped_checkpoint(tmp_path):
     assert res.exit_code != 0 and "other settings" in res.output
     bad = runner.invoke(main, ["align", "--out", str(tmp_path / "x"), "--checkpoint", "nope"])
     assert bad.exit_code != 0 and "nope" in bad.output
+
+
+def test_cli_align_on_chosen_families(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from simkit.cli import main
+
+    runner = CliRunner()
+    args = ["align", "--out", str(tmp_path / "run"), "--samples-per-condition", "2",
+            "--sample-steps", "4", "--steps", "1", "--batch-size", "2", "--backend", "serial",
+            "--objective", "sft", "--family", "mug", "--family", "chair", "--json"]  # fmt: skip
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output
+    (round0,) = json.loads(res.stdout)["rounds"]
+    assert round0["samples"] == 4  # 2 per family asked for, not 2 for each of the nine
+    settings = json.loads((tmp_path / "run" / "align.json").read_text())["settings"]
+    assert settings["conditions"] == ["mug", "chair"]
+    manifest = json.loads(
+        (tmp_path / "run" / "round_00" / "collection" / "manifest.json").read_text()
+    )
+    assert sorted(r["condition"] for r in manifest["records"]) == ["chair"] * 2 + ["mug"] * 2
+    # A family the pipeline does not know is refused before anything is drawn.
+    bad = runner.invoke(
+        main, ["align", "--out", str(tmp_path / "x"), "--family", "sofa", "--steps", "1"]
+    )
+    assert bad.exit_code != 0 and "sofa" in bad.output and "chair" in bad.output
+    assert not (tmp_path / "x" / "round_00").exists()
