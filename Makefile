@@ -23,21 +23,26 @@ generator-checkpoint: setup
 	$(VENV)/bin/simkit train-generator --config assets/configs/generator-16.json
 	$(VENV)/bin/simkit train-generator --config assets/configs/generator-16-thin.json
 
-# The shipped aligned generator's recipe (about 2.5 hours on 2 CPU cores; each step
+# The shipped aligned generator's recipe (about 3 hours on 2 CPU cores; each step
 # resumes): two simulation-feedback runs from shapes-base, three online rounds of KTO
 # each, one rewarded for standing and one for standing *and* being recognised as the
-# family asked for; then their average (a model soup) and its evaluation.
-# runs/shapes-dso/pipeline is what assets/checkpoints/shapes-dso holds (see its README).
-DSO_ALIGN := --checkpoint shapes-base --objective kto --fragments fail \
+# family asked for; their average (a model soup); one more round from the soup, rewarded
+# for standing and being recognised, with the soup as reference and anchor; then its
+# evaluation. runs/shapes-dso/pipeline is what assets/checkpoints/shapes-dso holds (see
+# its README).
+DSO_FT := --objective kto --fragments fail \
     --samples-per-condition 256 --steps 1000 --batch-size 32 --lr 1e-4 --full \
     --p-mean -1.2 --sigma-uniform 0.2 --thin-weight 4 --class-dropout 0.1 \
-    --anchor 1 --sigma-split 0.5 --replay 100 --balance-labels --rounds 3 --workers 2 \
+    --anchor 1 --sigma-split 0.5 --replay 100 --balance-labels --workers 2 \
     --save-dtype float16
 dso-checkpoint: setup
-	$(VENV)/bin/simkit align $(DSO_ALIGN) --out runs/shapes-dso-stand
-	$(VENV)/bin/simkit align $(DSO_ALIGN) --reward stability+family --out runs/shapes-dso-family
+	$(VENV)/bin/simkit align --checkpoint shapes-base --rounds 3 $(DSO_FT) --out runs/shapes-dso-stand
+	$(VENV)/bin/simkit align --checkpoint shapes-base --rounds 3 $(DSO_FT) \
+	    --reward stability+family --out runs/shapes-dso-family
 	$(VENV)/bin/simkit soup runs/shapes-dso-stand/pipeline runs/shapes-dso-family/pipeline \
-	    --save-dtype float16 --out runs/shapes-dso/pipeline
+	    --save-dtype float16 --out runs/shapes-dso-soup/pipeline
+	$(VENV)/bin/simkit align --checkpoint runs/shapes-dso-soup/pipeline --rounds 1 $(DSO_FT) \
+	    --reward stability+family --out runs/shapes-dso
 	$(VENV)/bin/simkit evaluate --checkpoint runs/shapes-dso/pipeline --baseline shapes-base \
 	    --n 288 --workers 2 --out runs/shapes-dso-eval
 
