@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,13 @@ class Collection:
         return sum(judged) / len(judged) if judged else float("nan")
 
 
+def check_conditions(conditions: Sequence[str], families: Sequence[str]) -> None:
+    """Raise a ValueError naming every condition the pipeline does not know."""
+    unknown = [c for c in conditions if c not in families]
+    if unknown:
+        raise ValueError(f"unknown conditions {unknown}; the pipeline knows {list(families)}")
+
+
 def _plan(config: CollectConfig, families: tuple[str, ...]) -> list[tuple[str, int, int]]:
     """(condition, label, seed) for every sample, condition-major."""
     conditions = config.conditions or families
@@ -141,9 +149,7 @@ def _plan(config: CollectConfig, families: tuple[str, ...]) -> list[tuple[str, i
         raise ValueError(
             "the pipeline has no families (an unconditional model): nothing to condition on"
         )
-    unknown = [c for c in conditions if c not in families]
-    if unknown:
-        raise ValueError(f"unknown conditions {unknown}; the pipeline knows {list(families)}")
+    check_conditions(conditions, families)
     k = config.samples_per_condition
     return [
         (c, families.index(c), config.seed + ci * k + j)

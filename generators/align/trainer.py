@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from generators.align.collect import CollectConfig, Collection, collect
+from generators.align.collect import CollectConfig, Collection, check_conditions, collect
 from generators.align.data import (
     FRAGMENTS,
     balanced_singles,
@@ -402,11 +402,7 @@ class SimFeedbackTrainer:
             raise TypeError(f"config must be an AlignConfig, got {type(config).__name__}")
         if not pipeline.families:
             raise ValueError("the pipeline is unconditional: fine-tuning needs families")
-        unknown = [c for c in config.conditions or () if c not in pipeline.families]
-        if unknown:
-            raise ValueError(
-                f"unknown families {unknown}; the pipeline knows {list(pipeline.families)}"
-            )
+        check_conditions(config.conditions or (), pipeline.families)  # before any work
         if config.replay:
             from simkit.shapes import FAMILIES
 
